@@ -1,0 +1,3 @@
+"""monGARS: a self-hosted conversational-AI gateway."""
+
+__version__ = "0.1.0"

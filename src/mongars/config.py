@@ -1,0 +1,130 @@
+"""Typed settings, read once from the environment (prefix ``MONGARS_``, ``__`` for nesting).
+
+Nothing else in the code base reads ``os.environ``: ``create_app(settings)`` receives a
+``Settings`` instance, so tests and the CLI can build as many differently configured apps as
+they like.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values people paste from examples. Refused as a secret outside development.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "secret-key",
+        "your-secret-key",
+        "please-change-me",
+        "replace-me",
+        "dev",
+        "development",
+        "test",
+        "password",
+    }
+)
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class AuthSettings(BaseModel):
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    # argon2id cost. The defaults are argon2-cffi's (RFC 9106 "low memory" profile); tests lower
+    # them because hashing dominates their run time, never production.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost_kib: int = Field(default=64 * 1024, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+
+class HttpSettings(BaseModel):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MONGARS_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; sqlite (default, in data_dir) or postgresql.",
+    )
+    # PostgreSQL only: put every table in this schema (search_path). Lets several deployments,
+    # or several test runs, share one database.
+    database_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    registration_open: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    docs_enabled: bool | None = Field(
+        default=None, description="Serve /docs and /redoc; default on in development only."
+    )
+
+    auth: AuthSettings = AuthSettings()
+    http: HttpSettings = HttpSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"MONGARS_DATABASE_URL is not a URL: {value!r}")
+        if scheme in {"postgres", "postgresql", "postgresql+asyncpg"}:
+            return f"postgresql+asyncpg://{rest}"
+        if scheme in {"sqlite", "sqlite+aiosqlite"}:
+            return f"sqlite+aiosqlite://{rest}"
+        raise ValueError(
+            f"MONGARS_DATABASE_URL scheme {scheme!r} is not supported; use sqlite or postgresql"
+        )
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        if self.env != "production":
+            return self
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "MONGARS_SECRET_KEY must be set to a real secret when MONGARS_ENV=production "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            raise ValueError(
+                f"MONGARS_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
+                "when MONGARS_ENV=production"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mongars.db').resolve()}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def show_docs(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else not self.is_production
