@@ -1,0 +1,1 @@
+"""Passwords, tokens, keys and the server secret they all derive from."""
