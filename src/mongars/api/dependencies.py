@@ -1,0 +1,83 @@
+"""What a route may ask for, as named types: ``db: DbSession``, ``user: CurrentUser``, ...
+
+The request is the unit of work: ``DbSession`` commits once the route function has returned and
+before the response is sent (scope "function"), so nothing is acknowledged that is not stored;
+it rolls back on any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from mongars.config import Settings
+from mongars.core.authentication import Principal, require_admin
+from mongars.core.errors import MongarsError
+from mongars.db.tables import User
+from mongars.resources import Resources
+
+
+def get_resources(connection: HTTPConnection) -> Resources:
+    return cast(Resources, connection.state.resources)
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_db_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    async with resources.sessions() as session:
+        try:
+            yield session
+        except MongarsError as exc:
+            if exc.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
+
+# Declares the bearer scheme in OpenAPI (with /token for the docs' "Authorize" button); the
+# credential may equally be an API key. auto_error=False: our own envelope says what is wrong.
+_bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
+
+
+async def get_principal(
+    credential: Annotated[str | None, Depends(_bearer)], db: DbSession, resources: ResourcesDep
+) -> Principal:
+    return await resources.authenticator.authenticate(db, credential)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(principal: CurrentPrincipal) -> User:
+    return require_admin(principal).user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

@@ -1,0 +1,125 @@
+"""One error envelope everywhere: ``{"detail", "code", "request_id"}``.
+
+Domain errors carry their status and code; framework errors (404 route, 405, 422) are mapped
+here; a database that cannot be reached is a 503, never a 500. Anything else is a bug: logged
+with its request id and answered with a 500 envelope that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mongars.api.middleware import REQUEST_ID_HEADER
+from mongars.api.request_context import request_id_var
+from mongars.core.errors import DatabaseUnavailable, MongarsError
+
+logger = logging.getLogger(__name__)
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ErrorEnvelope(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="A sentence for people; for 422, FastAPI's list of field errors."
+    )
+    code: str = Field(description="A stable machine-readable error code.")
+    request_id: str | None = Field(description="Quote it when reporting a problem.")
+
+
+def error_response(
+    status_code: int,
+    detail: Any,
+    code: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    request_id = request_id_var.get()
+    body = {"detail": detail, "code": code, "request_id": request_id}
+    response = JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route's documented failures, all in the envelope."""
+    return {status: {"model": ErrorEnvelope} for status in statuses}
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MongarsError)
+    return error_response(exc.status_code, exc.detail, exc.code, exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, exc.detail, code, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {key: value for key, value in error.items() if key in ("type", "loc", "msg", "input")}
+        for error in exc.errors()
+    ]
+    # Never echo a password back, even a rejected one.
+    for error in errors:
+        if any("password" in str(part) for part in error.get("loc", ())):
+            error.pop("input", None)
+    return error_response(422, errors, "validation_error")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Connection-level failures (server down, restarted, pool exhausted), not bad SQL."""
+    if isinstance(exc, OperationalError | PoolTimeoutError | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_outage(exc):
+        return await _unexpected_error(request, exc)
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    error = DatabaseUnavailable(retry_after_seconds=5)
+    return error_response(error.status_code, error.detail, error.code, error.headers)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error (request %s)", request_id_var.get(), exc_info=exc)
+    return error_response(500, "The server hit an unexpected error.", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(MongarsError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    # asyncpg raises the bare OSError when it cannot connect at all.
+    app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,1 @@
+"""HTTP routers: thin, one per area of the API."""
