@@ -1,0 +1,3 @@
+from mongars.cli import main
+
+main()
