@@ -1,0 +1,41 @@
+"""A database that cannot be reached: 503s that say so, never a 500."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from mongars.app import create_app
+from tests.conftest import make_settings
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TestDatabaseDown:
+    async def test_ready_fails_and_requests_get_503(self, tmp_path: Path) -> None:
+        settings = make_settings(
+            tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{unused_port()}/test"
+        )
+        app = create_app(settings)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                ready = await client.get("/ready")
+                assert ready.status_code == 503
+                check = ready.json()["checks"]["database"]
+                assert check["ok"] is False
+                assert check["detail"]
+                login = await client.post(
+                    "/api/v1/auth/login", json={"username": "a", "password": "b"}
+                )
+                assert login.status_code == 503
+                assert login.json()["code"] == "database_unavailable"
+                assert login.headers["retry-after"] == "5"

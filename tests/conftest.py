@@ -1,0 +1,201 @@
+"""Shared fixtures: every API test runs once on SQLite and once on the real PostgreSQL.
+
+PostgreSQL tests use the ``test`` database on 127.0.0.1:5432 with a schema of their own per run
+(dropped at the end), so concurrent runs cannot see each other. Without a reachable server the
+PostgreSQL half is skipped locally and fails in CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from mongars.app import create_app
+from mongars.config import AuthSettings, Settings
+from mongars.db import migrate
+from mongars.db.base import Base
+from mongars.db.database import create_engine
+from mongars.resources import Resources
+
+POSTGRES_URL = os.environ.get(
+    "MONGARS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PASSWORD = "correct horse battery"
+
+# Hashing dominates test time at production cost; the algorithm and code path stay the same.
+FAST_ARGON2 = AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=1024, argon2_parallelism=1)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # Every coroutine test runs on anyio's asyncio backend without a marker on each one. The
+    # mark must be there before anyio's own collection hook looks for it.
+    if inspect.iscoroutinefunction(obj) and collector.funcnamefilter(name):  # type: ignore[attr-defined]
+        pytest.mark.anyio(obj)
+
+
+async def _postgres_schema() -> str:
+    schema = f"mongars_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (CI needs it)")
+        pytest.skip(message)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await connection.close()
+    return schema
+
+
+async def _drop_postgres_schema(schema: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Database:
+    kind: str
+    settings: Settings
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+async def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
+    """A migrated, empty database of each kind, for the whole session."""
+    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
+    schema = None
+    if request.param == "postgresql":
+        schema = await _postgres_schema()
+        settings = make_settings(data_dir, database_url=POSTGRES_URL, database_schema=schema)
+    else:
+        settings = make_settings(data_dir)
+    engine = create_engine(settings)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    try:
+        yield Database(kind=request.param, settings=settings)
+    finally:
+        if schema:
+            await _drop_postgres_schema(schema)
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "secret_key": "test-secret-" + "x" * 40,
+        "auth": FAST_ARGON2,
+    }
+    values.update(overrides)
+    # _env_file=None: a developer's .env must not leak into the tests.
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class RunningApp:
+    app: FastAPI
+    asgi: object
+    resources: Resources
+
+
+@pytest.fixture(scope="session")
+async def running_app(database: Database) -> AsyncIterator[RunningApp]:
+    app = create_app(database.settings)
+    async with LifespanManager(app) as manager:
+        resources = manager._state["resources"]
+        yield RunningApp(app=app, asgi=manager.app, resources=resources)
+
+
+@pytest.fixture
+async def client(running_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=running_app.asgi)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+    await _empty_all_tables(running_app.resources)
+
+
+async def _empty_all_tables(resources: Resources) -> None:
+    async with resources.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@pytest.fixture
+def resources(running_app: RunningApp) -> Resources:
+    return running_app.resources
+
+
+# -- factories ------------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    username: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+class Accounts:
+    """Makes users through the real services and logs them in through the real API."""
+
+    def __init__(self, client: httpx.AsyncClient, resources: Resources) -> None:
+        self.client = client
+        self.resources = resources
+        self._count = 0
+
+    async def create(self, username: str | None = None, *, admin: bool = False) -> Account:
+        self._count += 1
+        username = username or f"user{self._count}"
+        async with self.resources.sessions() as db:
+            await self.resources.accounts.create_user(
+                db, username=username, password=PASSWORD, is_admin=admin
+            )
+            await db.commit()
+        return await self.login(username)
+
+    async def login(self, username: str, password: str = PASSWORD) -> Account:
+        response = await self.client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return Account(username, password, body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture
+def accounts(client: httpx.AsyncClient, resources: Resources) -> Accounts:
+    return Accounts(client, resources)
+
+
+@pytest.fixture
+def tmp_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
