@@ -23,7 +23,10 @@ class TestMigrations:
             assert await migrate.current_revision(engine) == head
 
             def diff(connection):  # type: ignore[no-untyped-def]
-                context = MigrationContext.configure(connection, opts={"compare_type": True})
+                context = MigrationContext.configure(
+                    connection,
+                    opts={"compare_type": True, "include_object": migrate.include_object},
+                )
                 return compare_metadata(context, Base.metadata)
 
             async with engine.connect() as connection:

@@ -11,6 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
+# Full-text search objects are engine-specific and created by raw SQL in the migrations; the
+# models do not describe them, so schema comparison must not report them as strays.
+UNMODELLED_OBJECTS = frozenset({"ix_messages_content_tsv"})
+UNMODELLED_TABLE_PREFIX = "messages_fts"
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if name is None:
+        return True
+    if type_ == "table" and name.startswith(UNMODELLED_TABLE_PREFIX):
+        return False
+    return name not in UNMODELLED_OBJECTS
+
 
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()

@@ -3,13 +3,28 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mongars.db.base import Base, new_id, utcnow
+
+
+class MessageRole(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(enum.StrEnum):
+    COMPLETE = "complete"
+    # Generation stopped early: cancelled, the backend died mid-answer, or the process crashed.
+    INCOMPLETE = "incomplete"
+    # No answer at all: the backend failed before its first token.
+    ERROR = "error"
 
 
 class User(Base):
@@ -69,3 +84,57 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_user_id_updated_at", "user_id", "updated_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Last activity: the list shows the most recently used conversations first.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# BIGINT on PostgreSQL; on SQLite it must be INTEGER to alias the rowid (autoincrement, and the
+# key FTS5's external-content table joins on).
+MessageId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Message(Base):
+    """One message as typed (user) or as generated (assistant).
+
+    An assistant message is inserted as ``incomplete`` before generation starts and completed
+    in place, so a crash mid-answer leaves a consistent row that says so.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_user_id_id", "user_id", "id"),
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(MessageId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    # Denormalised from the conversation: history and search filter on it without a join.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
+    # The user message an assistant message answers.
+    reply_to_id: Mapped[int | None] = mapped_column(
+        MessageId, ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    backend: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_ms: Mapped[int | None]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]

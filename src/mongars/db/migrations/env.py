@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from mongars.db import tables  # noqa: F401 - registers every table on the metadata
 from mongars.db.base import Base
+from mongars.db.migrate import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +27,7 @@ def run_with(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
