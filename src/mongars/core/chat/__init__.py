@@ -1,0 +1,1 @@
+"""The chat turn: validate, store, build the prompt, generate, store the answer."""

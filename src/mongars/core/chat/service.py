@@ -1,0 +1,330 @@
+"""One chat turn, from the stored question to the stored answer.
+
+``prepare`` runs inside the request's unit of work: it checks the conversation belongs to the
+caller, stores the question and an ``incomplete`` answer row, and builds the prompt. The caller
+commits (the turn is now acknowledged) and ``launch``es the generation, which runs in the
+stream hub, outside the request, and completes the answer row in its own transaction. Whatever
+happens to the client, the answer row ends ``complete``, ``incomplete`` (cancelled or cut off
+mid-answer; the partial text is kept) or ``error`` (no token at all), and a crash of the whole
+process leaves it ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mongars.config import ChatSettings
+from mongars.core.chat.prompt import Prompt, build_prompt
+from mongars.core.chat.results import StoredMessage, TokenUsage, TurnResult
+from mongars.core.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    MongarsError,
+    NotFound,
+    PayloadTooLarge,
+)
+from mongars.core.llm import ChatMessage, StreamEnd, TextDelta
+from mongars.core.model_roles import ModelRoles, RoleBinding
+from mongars.core.streams import Stream, StreamHub
+from mongars.db.base import utcnow
+from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
+from mongars.db.tables import Conversation, Message, MessageRole, MessageStatus, User
+
+logger = logging.getLogger(__name__)
+
+TITLE_LENGTH = 80
+# Retries for the final write: SQLite may be briefly locked by another writer.
+FINALIZE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    message: str
+    conversation_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTurn:
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_message_id: int
+    reply_id: int
+    binding: RoleBinding
+    prompt: Prompt
+    started: float
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        roles: ModelRoles,
+        streams: StreamHub,
+        settings: ChatSettings,
+    ) -> None:
+        self.sessions = sessions
+        self.roles = roles
+        self.streams = streams
+        self.settings = settings
+
+    async def prepare(self, db: AsyncSession, user: User, request: TurnRequest) -> PreparedTurn:
+        started = time.perf_counter()
+        self.validate_message(request.message)
+        binding = self.roles.for_message(request.message)
+        _refuse_if_circuit_open(binding)
+        conversations, messages = ConversationRepository(db), MessageRepository(db)
+        now = utcnow()
+        if request.conversation_id is None:
+            conversation = await conversations.add(
+                Conversation(
+                    user_id=user.id, title=_title(request.message), created_at=now, updated_at=now
+                )
+            )
+            history: list[Message] = []
+        else:
+            found = await conversations.get_owned(request.conversation_id, user.id)
+            if found is None:
+                raise NotFound("No such conversation.", code="conversation_not_found")
+            conversation = found
+            history = await messages.recent(
+                conversation.id, limit=self.settings.history_messages, before_id=2**62
+            )
+            await conversations.touch(conversation.id, now)
+        prompt = await anyio.to_thread.run_sync(
+            self._build_prompt, binding, history, request.message
+        )
+        question = await messages.add(
+            Message(
+                conversation_id=conversation.id,
+                user_id=user.id,
+                role=MessageRole.USER,
+                content=request.message,
+                status=MessageStatus.COMPLETE,
+                created_at=now,
+            )
+        )
+        answer = await messages.add(
+            Message(
+                conversation_id=conversation.id,
+                user_id=user.id,
+                role=MessageRole.ASSISTANT,
+                content="",
+                status=MessageStatus.INCOMPLETE,
+                reply_to_id=question.id,
+                backend=binding.backend.name,
+                model=binding.backend.model,
+                created_at=now,
+            )
+        )
+        return PreparedTurn(
+            user_id=user.id,
+            conversation_id=conversation.id,
+            user_message_id=question.id,
+            reply_id=answer.id,
+            binding=binding,
+            prompt=prompt,
+            started=started,
+        )
+
+    def _build_prompt(self, binding: RoleBinding, history: list[Message], message: str) -> Prompt:
+        # Runs in a worker thread: an exact tokenizer may be slow or blocking.
+        usable = [
+            ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
+            for m in history
+            if m.role in (MessageRole.USER, MessageRole.ASSISTANT) and m.content
+        ]
+        return build_prompt(
+            system_prompt=self.settings.system_prompt,
+            history=usable,
+            message=message,
+            context_window=binding.backend.context_window,
+            reserved_for_answer=binding.params.max_tokens,
+            count_tokens=binding.backend.count_tokens,
+        )
+
+    def launch(self, turn: PreparedTurn) -> Stream:
+        return self.streams.start(
+            owner_id=turn.user_id,
+            conversation_id=turn.conversation_id,
+            run=lambda stream: self._generate(stream, turn),
+        )
+
+    async def cancel(self, db: AsyncSession, user: User, conversation_id: uuid.UUID) -> list[str]:
+        """Stop the conversation's running generations; their partial answers are kept."""
+        if await ConversationRepository(db).get_owned(conversation_id, user.id) is None:
+            raise NotFound("No such conversation.", code="conversation_not_found")
+        return [s.id for s in self.streams.active_in(conversation_id, user.id) if s.cancel()]
+
+    def validate_message(self, message: str) -> None:
+        size = len(message.encode())
+        if size > self.settings.max_message_bytes:
+            raise PayloadTooLarge(
+                f"message is {size} bytes; the limit is {self.settings.max_message_bytes}.",
+                code="message_too_large",
+            )
+
+    async def _generate(self, stream: Stream, turn: PreparedTurn) -> None:
+        stream.publish(
+            "start",
+            {
+                "stream_id": stream.id,
+                "conversation_id": str(turn.conversation_id),
+                "user_message_id": turn.user_message_id,
+                "message_id": turn.reply_id,
+                "model": turn.binding.backend.model,
+            },
+        )
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        failure: MongarsError | None = None
+        cancelled = False
+        timeout = self.settings.token_timeout_seconds
+        try:
+            stream_events = turn.binding.backend.stream(turn.prompt.messages, turn.binding.params)
+            async with aclosing(stream_events) as events:
+                while True:
+                    try:
+                        with anyio.fail_after(timeout):
+                            event = await anext(events, None)
+                    except TimeoutError:
+                        raise BackendTimeout(
+                            f"The model produced no token for {timeout:g} seconds."
+                        ) from None
+                    if event is None:
+                        break
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            parts.append(event.text)
+                            stream.publish("delta", {"text": event.text})
+                    else:
+                        end = event
+        except anyio.get_cancelled_exc_class():
+            cancelled = True
+            # Finish the bookkeeping even though we were cancelled, then re-raise.
+            with anyio.CancelScope(shield=True):
+                await self._finish(stream, turn, parts, end, None, cancelled)
+            raise
+        except MongarsError as exc:
+            failure = exc
+        except Exception as exc:  # a backend bug must not leave the row hanging
+            logger.exception("generation %s failed", stream.id)
+            failure = MongarsError("The model backend failed unexpectedly.", code="backend_error")
+            failure.__cause__ = exc
+        await self._finish(stream, turn, parts, end, failure, cancelled)
+
+    async def _finish(
+        self,
+        stream: Stream,
+        turn: PreparedTurn,
+        parts: list[str],
+        end: StreamEnd | None,
+        failure: MongarsError | None,
+        cancelled: bool,
+    ) -> None:
+        text = "".join(parts)
+        if end is not None and failure is None and not cancelled:
+            status, finish_reason = MessageStatus.COMPLETE, end.finish_reason
+        elif parts or cancelled:
+            status, finish_reason = MessageStatus.INCOMPLETE, "cancelled" if cancelled else "error"
+        else:
+            status, finish_reason = MessageStatus.ERROR, "error"
+        usage = end.usage if end else None
+        prompt_tokens = usage.prompt_tokens if usage else turn.prompt.prompt_tokens_estimate
+        completion_tokens = (
+            usage.completion_tokens if usage else sum(map(turn.binding.backend.count_tokens, parts))
+        )
+        elapsed = time.perf_counter() - turn.started
+        values = {
+            "content": text,
+            "status": status,
+            "model": end.model if end else turn.binding.backend.model,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "latency_ms": round(elapsed * 1000),
+            "confidence": end.confidence if end else None,
+            "error": (failure.detail[:500] if failure else None),
+            "completed_at": utcnow(),
+        }
+        stored = await self._store_answer(turn, values)
+        if stored is None:
+            error = MongarsError(
+                "The answer could not be stored; the database is unavailable.",
+                code="database_unavailable",
+            )
+            stream.outcome = error
+            stream.publish("error", {"code": error.code, "detail": error.detail})
+            return
+        if failure is not None:
+            stream.outcome = failure
+            stream.publish(
+                "error",
+                {
+                    "code": failure.code,
+                    "detail": failure.detail,
+                    "message": stored.model_dump(mode="json"),
+                },
+            )
+            return
+        confidence = end.confidence if end else None
+        result = TurnResult(
+            conversation_id=turn.conversation_id,
+            user_message_id=turn.user_message_id,
+            message=stored,
+            usage=TokenUsage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+            confidence=confidence if confidence is not None else 0.5,
+            confidence_source="logprobs" if confidence is not None else "unavailable",
+            finish_reason=finish_reason,
+            processing_time=round(elapsed, 4),
+        )
+        stream.outcome = result
+        stream.publish("done", result.model_dump(mode="json"))
+
+    async def _store_answer(
+        self, turn: PreparedTurn, values: dict[str, object]
+    ) -> StoredMessage | None:
+        for attempt in range(1, FINALIZE_ATTEMPTS + 1):
+            try:
+                async with self.sessions() as db:
+                    await db.execute(
+                        update(Message).where(Message.id == turn.reply_id).values(**values)
+                    )
+                    await ConversationRepository(db).touch(turn.conversation_id, utcnow())
+                    await db.commit()
+                    message = await MessageRepository(db).get(turn.reply_id)
+                    return StoredMessage.of(message) if message else None
+            except (DBAPIError, OSError):
+                logger.warning("storing answer %s failed (attempt %s)", turn.reply_id, attempt)
+                await anyio.sleep(0.2 * attempt)
+        logger.error("answer %s could not be stored; it stays incomplete", turn.reply_id)
+        return None
+
+
+def _refuse_if_circuit_open(binding: RoleBinding) -> None:
+    """Fail before storing anything when the backend is known to be down."""
+    breaker = getattr(binding.backend, "breaker", None)
+    if breaker is not None and breaker.state == "open":
+        raise BackendUnavailable(
+            f"The {binding.role} model backend is unavailable; try again shortly.",
+            retry_after_seconds=max(1, math.ceil(breaker.retry_after_seconds)),
+        )
+
+
+def _title(message: str) -> str:
+    first_line = " ".join(message.split())
+    return first_line if len(first_line) <= TITLE_LENGTH else first_line[: TITLE_LENGTH - 1] + "…"

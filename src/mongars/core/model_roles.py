@@ -1,0 +1,129 @@
+"""Which model serves which role, and which role a message needs.
+
+Roles (``general``, ``coding``) map to a backend, a model and sampling parameters. Roles that
+resolve to the same backend configuration share one backend instance, so the embedded model is
+loaded once per process whatever the role mapping says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from mongars.config import LLMSettings, RoleSettings
+from mongars.core.llm import ChatBackend, GenerationParams, build_backend
+
+Role = Literal["general", "coding"]
+ROLES: tuple[Role, ...] = ("general", "coding")
+
+# Fenced blocks, or lines that look like source code in the common languages. A heuristic: a
+# wrong guess costs only a less specialised model, never a wrong answer format.
+_CODE_SIGNS = re.compile(
+    r"```"
+    r"|^\s*(def|class|import|from\s+\S+\s+import|#include|fn|func|public|private|const|let|var)\b"
+    r"|^\s*(SELECT|INSERT|UPDATE|DELETE)\s"
+    r"|[;{}]\s*$"
+    r"|=>|->\s*\w|\w+\(.*\)\s*[{:]\s*$",
+    re.MULTILINE,
+)
+
+
+def role_for_message(text: str) -> Role:
+    return "coding" if _CODE_SIGNS.search(text) else "general"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRole:
+    backend_kind: str
+    base_url: str | None
+    model: str | None
+    api_key: str | None
+    params: GenerationParams
+
+    @property
+    def backend_key(self) -> tuple[str, str | None, str | None, str | None]:
+        return (self.backend_kind, self.base_url, self.model, self.api_key)
+
+
+def resolve_role(llm: LLMSettings, role: RoleSettings) -> ResolvedRole:
+    api_key = role.api_key or llm.api_key
+    return ResolvedRole(
+        backend_kind=role.backend or llm.backend,
+        base_url=role.base_url or llm.base_url,
+        model=role.model or llm.model,
+        api_key=api_key.get_secret_value() if api_key else None,
+        params=GenerationParams(
+            temperature=role.temperature if role.temperature is not None else llm.temperature,
+            top_p=llm.top_p,
+            max_tokens=role.max_tokens or llm.max_tokens,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RoleBinding:
+    role: Role
+    backend: ChatBackend
+    params: GenerationParams
+
+
+class ModelRoles:
+    def __init__(self, bindings: dict[Role, RoleBinding]) -> None:
+        self._bindings = bindings
+
+    @classmethod
+    def from_settings(cls, llm: LLMSettings) -> ModelRoles:
+        shared: dict[tuple[str, str | None, str | None, str | None], ChatBackend] = {}
+        bindings: dict[Role, RoleBinding] = {}
+        for role in ROLES:
+            resolved = resolve_role(llm, getattr(llm, role))
+            backend = shared.get(resolved.backend_key)
+            if backend is None:
+                backend = build_backend(
+                    resolved.backend_kind,  # type: ignore[arg-type]
+                    base_url=resolved.base_url,
+                    model=resolved.model,
+                    api_key=resolved.api_key,
+                    model_path=llm.model_path,
+                    context_window=llm.context_window,
+                    connect_timeout_seconds=llm.connect_timeout_seconds,
+                    read_timeout_seconds=llm.read_timeout_seconds,
+                    max_retries=llm.max_retries,
+                    breaker_failure_threshold=llm.breaker_failure_threshold,
+                    breaker_cooldown_seconds=llm.breaker_cooldown_seconds,
+                    n_threads=llm.threads,
+                )
+                shared[resolved.backend_key] = backend
+            bindings[role] = RoleBinding(role=role, backend=backend, params=resolved.params)
+        return cls(bindings)
+
+    @classmethod
+    def single(cls, backend: ChatBackend, params: GenerationParams | None = None) -> ModelRoles:
+        """Every role served by one backend (embedding monGARS, tests, benchmarks)."""
+        params = params or GenerationParams()
+        return cls({role: RoleBinding(role=role, backend=backend, params=params) for role in ROLES})
+
+    def binding(self, role: Role) -> RoleBinding:
+        return self._bindings[role]
+
+    def for_message(self, text: str) -> RoleBinding:
+        return self._bindings[role_for_message(text)]
+
+    def backends(self) -> Iterator[ChatBackend]:
+        seen: set[int] = set()
+        for binding in self._bindings.values():
+            if id(binding.backend) not in seen:
+                seen.add(id(binding.backend))
+                yield binding.backend
+
+    async def warm_up(self) -> None:
+        for backend in self.backends():
+            warm_up = getattr(backend, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
+
+    async def aclose(self) -> None:
+        for backend in self.backends():
+            await backend.aclose()

@@ -1,0 +1,203 @@
+"""Generations that outlive their connection, and the event log that lets clients resume.
+
+Each generation is a *stream*: an id, an owner, and events numbered 1, 2, 3, ... with no gap.
+The generation runs as a task of the app's task group, not of the request, so a client that
+disconnects loses nothing: the answer is still generated and stored, and any client of the
+owner can read the events again from any sequence number (``events(after=N)``) while the
+stream is retained.
+
+Memory is bounded twice: each stream keeps at most ``buffer_events`` events (older ones are
+evicted, and resuming before them raises ``StreamGap``), and finished streams are dropped
+``retention_seconds`` after they end. This is the single-process store; a shared one (Redis)
+can sit behind the same interface for several replicas.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from mongars.core.errors import MongarsError, NotFound
+
+EventType = Literal["start", "delta", "done", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    seq: int
+    type: EventType
+    data: dict[str, Any]
+
+
+class StreamGap(MongarsError):
+    status_code = 410
+    code = "stream_events_expired"
+    default_detail = (
+        "The events after this point are no longer buffered; the stored answer is in the "
+        "conversation."
+    )
+
+
+@dataclass(eq=False)
+class Stream:
+    id: str
+    owner_id: uuid.UUID
+    conversation_id: uuid.UUID
+    buffer_events: int
+    _events: deque[StreamEvent] = field(init=False)
+    _next_seq: int = 1
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+    _finished: anyio.Event = field(default_factory=anyio.Event)
+    finished_at: float | None = None
+    cancel_scope: anyio.CancelScope | None = None
+    # Set by the generation when it ends: the result object or the domain error, for callers
+    # that wait for the whole answer rather than reading events.
+    outcome: object = None
+
+    def __post_init__(self) -> None:
+        self._events = deque(maxlen=self.buffer_events)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def publish(self, type_: EventType, data: dict[str, Any]) -> StreamEvent:
+        if self.finished:
+            raise RuntimeError(f"stream {self.id} has finished")
+        event = StreamEvent(seq=self._next_seq, type=type_, data=data)
+        self._next_seq += 1
+        self._events.append(event)
+        self._wake()
+        return event
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished_at = time.monotonic()
+            self._finished.set()
+            self._wake()
+
+    def cancel(self) -> bool:
+        if self.finished or self.cancel_scope is None:
+            return False
+        self.cancel_scope.cancel()
+        return True
+
+    async def wait(self) -> object:
+        await self._finished.wait()
+        return self.outcome
+
+    async def events(
+        self, *, after: int = 0, keepalive_seconds: float | None = None
+    ) -> AsyncIterator[StreamEvent | None]:
+        """Events with ``seq > after``, live until the stream ends. ``None`` marks an idle
+        ``keepalive_seconds`` so the transport can send a heartbeat."""
+        cursor = after
+        while True:
+            # Take the waiter before reading, so an event published in between still wakes us.
+            waiter = self._changed
+            for event in self._since(cursor):
+                cursor = event.seq
+                yield event
+            if self.finished and cursor >= self.last_seq:
+                return
+            if waiter is not self._changed:
+                continue
+            if keepalive_seconds is None:
+                await waiter.wait()
+                continue
+            with anyio.move_on_after(keepalive_seconds) as idle:
+                await waiter.wait()
+            if idle.cancelled_caught:
+                yield None
+
+    def ensure_resumable(self, after: int) -> None:
+        """Raise ``StreamGap`` now, before a response starts, rather than mid-stream."""
+        self._since(after)
+
+    def _since(self, cursor: int) -> list[StreamEvent]:
+        if not self._events or cursor >= self.last_seq:
+            return []
+        first = self._events[0].seq
+        if cursor < first - 1:
+            raise StreamGap
+        return list(self._events)[cursor - first + 1 :]
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+
+class StreamHub:
+    def __init__(
+        self, task_group: TaskGroup, *, buffer_events: int, retention_seconds: float
+    ) -> None:
+        self._task_group = task_group
+        self._buffer_events = buffer_events
+        self._retention_seconds = retention_seconds
+        self._streams: dict[str, Stream] = {}
+
+    def start(
+        self,
+        *,
+        owner_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        run: Callable[[Stream], Awaitable[None]],
+    ) -> Stream:
+        self._sweep()
+        stream = Stream(
+            id=uuid.uuid4().hex,
+            owner_id=owner_id,
+            conversation_id=conversation_id,
+            buffer_events=self._buffer_events,
+        )
+        self._streams[stream.id] = stream
+        self._task_group.start_soon(self._run, stream, run, name=f"generation {stream.id}")
+        return stream
+
+    async def _run(self, stream: Stream, run: Callable[[Stream], Awaitable[None]]) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                stream.cancel_scope = scope
+                await run(stream)
+        finally:
+            stream.finish()
+
+    def get(self, stream_id: str, owner_id: uuid.UUID) -> Stream:
+        stream = self._streams.get(stream_id)
+        # Another user's stream answers exactly like a missing one.
+        if stream is None or stream.owner_id != owner_id:
+            raise NotFound("No such stream, or it has expired.", code="stream_not_found")
+        return stream
+
+    def active_in(self, conversation_id: uuid.UUID, owner_id: uuid.UUID) -> list[Stream]:
+        return [
+            stream
+            for stream in self._streams.values()
+            if stream.conversation_id == conversation_id
+            and stream.owner_id == owner_id
+            and not stream.finished
+        ]
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def _sweep(self) -> None:
+        horizon = time.monotonic() - self._retention_seconds
+        expired = [
+            stream_id
+            for stream_id, stream in self._streams.items()
+            if stream.finished_at is not None and stream.finished_at < horizon
+        ]
+        for stream_id in expired:
+            del self._streams[stream_id]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from mongars.config import LLMSettings, RoleSettings
+from mongars.core.model_roles import ModelRoles, role_for_message
+
+
+class TestRoleForMessage:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "why does this fail?\n```python\nprint(1)\n```",
+            "def add(a, b):\n    return a + b",
+            "SELECT * FROM users WHERE id = 1",
+            "const x = () => 1;",
+            "#include <stdio.h>",
+        ],
+    )
+    def test_code_goes_to_the_coding_role(self, text: str) -> None:
+        assert role_for_message(text) == "coding"
+
+    @pytest.mark.parametrize(
+        "text", ["What is the capital of France?", "Write me a haiku about autumn leaves.", "Hi!"]
+    )
+    def test_prose_goes_to_the_general_role(self, text: str) -> None:
+        assert role_for_message(text) == "general"
+
+
+class TestFromSettings:
+    def test_roles_with_the_same_backend_share_one_instance(self) -> None:
+        roles = ModelRoles.from_settings(LLMSettings(backend="fake"))
+        assert roles.binding("general").backend is roles.binding("coding").backend
+        assert len(list(roles.backends())) == 1
+
+    def test_a_role_override_gets_its_own_backend_and_parameters(self) -> None:
+        llm = LLMSettings(
+            backend="fake", max_tokens=300, coding=RoleSettings(model="fake-coder", temperature=0.1)
+        )
+        roles = ModelRoles.from_settings(llm)
+        coding, general = roles.binding("coding"), roles.binding("general")
+        assert coding.backend.model == "fake-coder"
+        assert general.backend.model == "fake-echo"
+        assert (coding.params.temperature, coding.params.max_tokens) == (0.1, 300)
+        assert roles.for_message("```\ncode\n```").backend is coding.backend
