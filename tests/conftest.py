@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +21,15 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from mongars.app import create_app
-from mongars.config import AuthSettings, Settings
+from mongars.config import AuthSettings, LLMSettings, Settings
+from mongars.core.llm import FakeBackend
+from mongars.core.model_roles import ModelRoles
 from mongars.db import migrate
 from mongars.db.base import Base
 from mongars.db.database import create_engine
 from mongars.resources import Resources
+
+pytest_plugins = ["tests.model_fixtures"]
 
 POSTGRES_URL = os.environ.get(
     "MONGARS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -104,11 +108,22 @@ async def database(
             await _drop_postgres_schema(schema)
 
 
+async def migrated_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a fresh SQLite database of its own, already migrated."""
+    settings = make_settings(data_dir, **overrides)
+    engine = create_engine(settings)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return settings
+
+
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
         "secret_key": "test-secret-" + "x" * 40,
         "auth": FAST_ARGON2,
+        # The deterministic fake backend unless a test asks for a real one (see test_chat_*).
+        "llm": LLMSettings(backend="fake"),
     }
     values.update(overrides)
     # _env_file=None: a developer's .env must not leak into the tests.
@@ -120,14 +135,16 @@ class RunningApp:
     app: FastAPI
     asgi: object
     resources: Resources
+    fake: FakeBackend
 
 
 @pytest.fixture(scope="session")
 async def running_app(database: Database) -> AsyncIterator[RunningApp]:
-    app = create_app(database.settings)
+    fake = FakeBackend()
+    app = create_app(database.settings, roles=ModelRoles.single(fake))
     async with LifespanManager(app) as manager:
-        resources = manager._state["resources"]
-        yield RunningApp(app=app, asgi=manager.app, resources=resources)
+        resources = manager._state["resources"]  # the lifespan's own state
+        yield RunningApp(app=app, asgi=manager.app, resources=resources, fake=fake)
 
 
 @pytest.fixture
@@ -135,10 +152,26 @@ async def client(running_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=running_app.asgi)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
-    await _empty_all_tables(running_app.resources)
+    await empty_all_tables(running_app.resources)
 
 
-async def _empty_all_tables(resources: Resources) -> None:
+@pytest.fixture
+def fake_backend(running_app: RunningApp) -> Iterator[FakeBackend]:
+    """The backend answering every role in ``running_app``; reset after each test."""
+    yield running_app.fake
+    reset_fake(running_app.fake)
+
+
+def reset_fake(fake: FakeBackend) -> None:
+    fake.token_delay_seconds = 0.0
+    fake.fail_before_first_token = False
+    fake.fail_after_tokens = None
+    fake.hang_before_first_token = False
+    fake.confidence = None
+    fake.requests.clear()
+
+
+async def empty_all_tables(resources: Resources) -> None:
     async with resources.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             await connection.execute(table.delete())
@@ -194,8 +227,3 @@ class Accounts:
 @pytest.fixture
 def accounts(client: httpx.AsyncClient, resources: Resources) -> Accounts:
     return Accounts(client, resources)
-
-
-@pytest.fixture
-def tmp_settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)

@@ -13,8 +13,9 @@ from fastapi.routing import APIRoute
 from mongars import __version__
 from mongars.api.errors import install_error_handlers
 from mongars.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from mongars.api.routers import api_keys, auth, health, users
+from mongars.api.routers import api_keys, auth, chat, conversations, health, history, users
 from mongars.config import Settings
+from mongars.core.model_roles import ModelRoles
 from mongars.resources import Resources, open_resources
 
 
@@ -27,12 +28,13 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, roles: ModelRoles | None = None) -> FastAPI:
+    """``roles`` overrides the model backends built from ``settings.llm``."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, roles=roles) as resources:
             yield {"resources": resources}
 
     app = FastAPI(
@@ -48,7 +50,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    for router in (health.router, auth.router, users.router, api_keys.router):
+    for router in (
+        health.router,
+        auth.router,
+        users.router,
+        api_keys.router,
+        chat.router,
+        history.router,
+        conversations.router,
+    ):
         app.include_router(router)
     return app
 

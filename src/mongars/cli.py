@@ -15,7 +15,7 @@ from mongars.config import Settings
 from mongars.core.credentials_policy import check_password, normalize_username
 from mongars.core.errors import MongarsError
 from mongars.db import migrate as migrations
-from mongars.resources import Resources, open_resources
+from mongars.resources import AccountServices, build_account_services, open_database
 
 app = typer.Typer(help="monGARS, a self-hosted conversational-AI gateway.", no_args_is_help=True)
 user_app = typer.Typer(help="Create accounts and reset passwords.", no_args_is_help=True)
@@ -108,12 +108,13 @@ def _username(value: str) -> str:
         raise typer.Exit(2) from None
 
 
-def _run_in_unit_of_work(work: Callable[[Resources, AsyncSession], Awaitable[T]]) -> T:
+def _run_in_unit_of_work(work: Callable[[AccountServices, AsyncSession], Awaitable[T]]) -> T:
     async def run() -> T:
         settings = _settings()
         await _migrate(settings)
-        async with open_resources(settings) as resources, resources.sessions() as db:
-            result = await work(resources, db)
+        services = build_account_services(settings)
+        async with open_database(settings) as sessions, sessions() as db:
+            result = await work(services, db)
             await db.commit()
             return result
 

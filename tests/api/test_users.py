@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from mongars.config import Settings
-from tests.conftest import PASSWORD, Accounts, make_settings
+from tests.conftest import PASSWORD, Accounts, migrated_settings
 
 
 def field_errors(response: httpx.Response) -> list[str]:
@@ -73,17 +74,12 @@ class TestRegistrationInput:
 
 
 class TestClosedRegistration:
-    async def test_is_refused(self, tmp_settings: Settings) -> None:
+    async def test_is_refused(self, tmp_path: Path) -> None:
         from asgi_lifespan import LifespanManager
 
         from mongars.app import create_app
-        from mongars.db import migrate
-        from mongars.db.database import create_engine
 
-        settings = make_settings(tmp_settings.data_dir, registration_open=False)
-        engine = create_engine(settings)
-        await migrate.upgrade(engine)
-        await engine.dispose()
+        settings = await migrated_settings(tmp_path, registration_open=False)
         app = create_app(settings)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]

@@ -37,8 +37,7 @@ SQLITE_FTS = [
     "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END",
 ]
 POSTGRES_FTS = [
-    "CREATE INDEX ix_messages_content_tsv ON messages "
-    "USING gin (to_tsvector('simple', content))",
+    "CREATE INDEX ix_messages_content_tsv ON messages USING gin (to_tsvector('simple', content))",
 ]
 
 
