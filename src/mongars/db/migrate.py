@@ -13,7 +13,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Full-text search objects are engine-specific and created by raw SQL in the migrations; the
 # models do not describe them, so schema comparison must not report them as strays.
-UNMODELLED_OBJECTS = frozenset({"ix_messages_content_tsv"})
+UNMODELLED_OBJECTS = frozenset({"ix_messages_content_tsv", "content_tsv"})
 UNMODELLED_TABLE_PREFIX = "messages_fts"
 
 

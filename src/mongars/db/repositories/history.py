@@ -50,9 +50,10 @@ PREVIEW_CHARS = 160
 # The FTS5 external-content table of migration 0002 (SQLite only); rowid is messages.id.
 _messages_fts = table("messages_fts", column("rowid", Integer))
 _FTS_TABLE: ColumnElement[Any] = literal_column("messages_fts")
-# A constant regconfig, written into the SQL so PostgreSQL matches the GIN index expression
-# ``to_tsvector('simple', content)`` of migration 0002.
+# A constant regconfig, written into the SQL: the same configuration as the stored
+# ``messages.content_tsv`` column of migration 0002 (PostgreSQL only, not in the models).
 _SIMPLE: ColumnElement[Any] = literal_column("'simple'")
+_CONTENT_TSV: ColumnElement[Any] = literal_column("messages.content_tsv")
 # Without MaxFragments: fragment mode cuts short messages down to the matched words alone.
 _HEADLINE_OPTIONS = (
     f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_END}, "
@@ -289,7 +290,7 @@ class HistoryRepository:
         tsquery = func.websearch_to_tsquery(
             _SIMPLE, bindparam("websearch", query.to_websearch(), type_=String)
         )
-        tsvector = func.to_tsvector(_SIMPLE, Message.content)
+        tsvector = _CONTENT_TSV
         # Rank and cut first; ts_headline re-parses the whole message, so it runs on the
         # returned rows only.
         rank = func.ts_rank(tsvector, tsquery, type_=Float).label("rank")

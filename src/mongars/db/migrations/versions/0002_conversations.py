@@ -1,7 +1,9 @@
 """Conversations and messages, with full-text search on both engines.
 
-SQLite: an FTS5 external-content table kept in step by triggers. PostgreSQL: a GIN index on
-the message's tsvector (the 'simple' configuration: no stemming, works for every language).
+SQLite: an FTS5 external-content table kept in step by triggers. PostgreSQL: a stored,
+generated tsvector column with a GIN index (the 'simple' configuration: no stemming, works for
+every language). Stored rather than an expression index, so ranking and rechecks read the
+vector instead of re-parsing every candidate message.
 
 Revision ID: 0002
 Revises: 0001
@@ -37,7 +39,9 @@ SQLITE_FTS = [
     "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END",
 ]
 POSTGRES_FTS = [
-    "CREATE INDEX ix_messages_content_tsv ON messages USING gin (to_tsvector('simple', content))",
+    "ALTER TABLE messages ADD COLUMN content_tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED",
+    "CREATE INDEX ix_messages_content_tsv ON messages USING gin (content_tsv)",
 ]
 
 
