@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mongars.config import Settings
 
@@ -43,3 +45,29 @@ class TestEnvironment:
         assert Settings(_env_file=None, **production).show_docs is False  # type: ignore[arg-type]
         assert Settings(_env_file=None, docs_enabled=True, **production).show_docs is True  # type: ignore[arg-type]
         assert Settings(_env_file=None).show_docs is True  # type: ignore[call-arg]
+
+
+class TestEnvExample:
+    """.env.example is the settings reference: it must load, and name every setting."""
+
+    EXAMPLE = Path(__file__).parent.parent / ".env.example"
+
+    def test_loads_as_an_env_file(self) -> None:
+        settings = Settings(_env_file=self.EXAMPLE)  # type: ignore[call-arg]
+        assert settings.llm.backend == "embedded"
+
+    def test_documents_every_setting(self) -> None:
+        text = self.EXAMPLE.read_text()
+        missing = [name for name in _env_names(Settings, "MONGARS_") if name not in text]
+        assert missing == []
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> list[str]:
+    names = []
+    for field_name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += _env_names(annotation, f"{prefix}{field_name.upper()}__")
+        else:
+            names.append(f"{prefix}{field_name.upper()}")
+    return names
