@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
+from mongars.app import create_app
+from mongars.config import ChatSettings
 from mongars.core.llm import FakeBackend
+from mongars.core.model_roles import ModelRoles
 from mongars.db.tables import Message
 from mongars.resources import Resources
-from tests.conftest import Account, Accounts
+from tests.conftest import PASSWORD, Account, Accounts, migrated_settings
 
 
 async def chat(
@@ -237,3 +242,31 @@ class TestPromptBudget:
         assert prompt[-1].content == "latest question"
         assert all("old old" not in m.content for m in prompt)
         assert sum(len(m.content.split()) for m in prompt) < 8192 - 512
+
+
+class TestSilentBackend:
+    async def test_no_token_within_the_timeout_is_a_504_and_an_error_row(
+        self, tmp_path: Path
+    ) -> None:
+        settings = await migrated_settings(tmp_path, chat=ChatSettings(token_timeout_seconds=0.2))
+        hung = FakeBackend(hang_before_first_token=True)
+        app = create_app(settings, roles=ModelRoles.single(hung))
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await client.post(
+                    "/api/v1/user/register", json={"username": "kim", "password": PASSWORD}
+                )
+                token = (
+                    await client.post("/token", data={"username": "kim", "password": PASSWORD})
+                ).json()
+                headers = {"Authorization": f"Bearer {token['access_token']}"}
+                response = await client.post(
+                    "/api/v1/conversation/chat", headers=headers, json={"message": "hello?"}
+                )
+                assert response.status_code == 504
+                assert response.json()["code"] == "backend_timeout"
+                history = (await client.get("/api/v1/conversation/history", headers=headers)).json()
+                assert [(turn["query"], turn["status"]) for turn in history] == [
+                    ("hello?", "error")
+                ]
