@@ -121,7 +121,11 @@ class Settings(BaseSettings):
     # PostgreSQL only: put every table in this schema (search_path). Lets several deployments,
     # or several test runs, share one database.
     database_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="redis://host:6379/0; unset: one process, state in memory."
+    )
+    # Every Redis key starts with it: several deployments (or test runs) can share one Redis.
+    redis_key_prefix: str = Field(default="mongars", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     secret_key: SecretStr | None = None
     registration_open: bool = True
     host: str = "127.0.0.1"

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mongars.config import Settings
@@ -26,6 +27,7 @@ from mongars.core.security.passwords import PasswordHasher
 from mongars.core.security.secret_key import derive_key, load_master_secret
 from mongars.core.streams import StreamHub
 from mongars.db.database import create_engine, create_session_factory
+from mongars.redis_client import open_redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # None without MONGARS_REDIS_URL: per-process state then lives in memory.
+    redis: Redis | None
     accounts: AccountService
     api_keys: ApiKeyService
     authenticator: Authenticator
@@ -90,7 +94,7 @@ async def open_resources(
     try:
         # Load and warm the models before the first request, never during one.
         await roles.warm_up()
-        async with anyio.create_task_group() as generations:
+        async with open_redis(settings) as redis, anyio.create_task_group() as generations:
             streams = StreamHub(
                 generations,
                 buffer_events=settings.chat.stream_buffer_events,
@@ -100,6 +104,7 @@ async def open_resources(
                 settings=settings,
                 engine=engine,
                 sessions=sessions,
+                redis=redis,
                 accounts=account_services.accounts,
                 api_keys=account_services.api_keys,
                 authenticator=account_services.authenticator,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 from fastapi import APIRouter, Response
 
@@ -24,19 +26,21 @@ async def liveness() -> Liveness:
 @router.get("/ready", responses={503: {"model": Readiness}})
 async def readiness(resources: ResourcesDep, response: Response) -> Readiness:
     """Whether this replica can serve requests: 503 with the failing check otherwise."""
-    checks = {"database": await _check_database(resources)}
+    checks = {"database": await _check(lambda: ping(resources.engine))}
+    if resources.redis is not None:
+        checks["redis"] = await _check(resources.redis.ping)
     ready = all(check.ok for check in checks.values())
     if not ready:
         response.status_code = 503
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
 
 
-async def _check_database(resources: ResourcesDep) -> CheckResult:
+async def _check(probe: Callable[[], Awaitable[object]]) -> CheckResult:
     try:
         with anyio.fail_after(READY_CHECK_TIMEOUT_SECONDS):
-            await ping(resources.engine)
+            await probe()
     except TimeoutError:
         return CheckResult(ok=False, detail=f"no answer within {READY_CHECK_TIMEOUT_SECONDS} s")
-    except Exception as exc:
+    except Exception as exc:  # any failure means "not ready", and says why
         return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
     return CheckResult(ok=True, detail="reachable")
