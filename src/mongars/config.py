@@ -46,6 +46,12 @@ class AuthSettings(BaseModel):
 
 class HttpSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Host headers this service answers to (DNS-rebinding defence). In development localhost,
+    # 127.0.0.1 and [::1] on any port are added.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Exact browser origins (scheme://host[:port]) allowed for CORS and WebSocket upgrades,
+    # besides the service's own origin. In development any localhost origin is added.
+    allowed_origins: list[str] = Field(default_factory=list)
 
 
 BackendKind = Literal["embedded", "ollama", "openai", "fake"]

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -49,6 +50,20 @@ FINALIZE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
+class TurnFinished:
+    """Announced to every listener once an answer row is final (whatever its status)."""
+
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_message_id: int
+    message: StoredMessage
+    stream_id: str
+
+
+TurnListener = Callable[[TurnFinished], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
 class TurnRequest:
     message: str
     conversation_id: uuid.UUID | None = None
@@ -78,6 +93,9 @@ class ChatService:
         self.roles = roles
         self.streams = streams
         self.settings = settings
+        # Called after each turn is stored (usage accounting, fan-out to the user's other
+        # sockets). A failing listener is logged and never affects the turn or the others.
+        self.listeners: list[TurnListener] = []
 
     async def prepare(self, db: AsyncSession, user: User, request: TurnRequest) -> PreparedTurn:
         started = time.perf_counter()
@@ -258,6 +276,16 @@ class ChatService:
             "completed_at": utcnow(),
         }
         stored = await self._store_answer(turn, values)
+        if stored is not None:
+            await self._announce(
+                TurnFinished(
+                    user_id=turn.user_id,
+                    conversation_id=turn.conversation_id,
+                    user_message_id=turn.user_message_id,
+                    message=stored,
+                    stream_id=stream.id,
+                )
+            )
         if stored is None:
             error = MongarsError(
                 "The answer could not be stored; the database is unavailable.",
@@ -294,6 +322,13 @@ class ChatService:
         )
         stream.outcome = result
         stream.publish("done", result.model_dump(mode="json"))
+
+    async def _announce(self, finished: TurnFinished) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(finished)
+            except Exception:
+                logger.exception("turn listener %r failed", listener)
 
     async def _store_answer(
         self, turn: PreparedTurn, values: dict[str, object]
