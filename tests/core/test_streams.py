@@ -64,8 +64,8 @@ class TestBounds:
         stream = start(hub, list("abcdefg"))
         await stream.wait()
         with pytest.raises(StreamGap):
-            stream.ensure_resumable(0)
-        stream.ensure_resumable(4)  # events 5..8 are still buffered
+            await stream.ensure_resumable(0)
+        await stream.ensure_resumable(4)  # events 5..8 are still buffered
         assert [e.seq async for e in stream.events(after=4) if e] == [5, 6, 7, 8]
 
     async def test_finished_streams_are_dropped_after_retention(self) -> None:
@@ -76,16 +76,16 @@ class TestBounds:
             await anyio.sleep(0.02)
             start(hub, ["b"])  # starting a stream sweeps expired ones
             with pytest.raises(NotFound):
-                hub.get(first.id, OWNER)
+                await hub.get(first.id, OWNER)
             group.cancel_scope.cancel()
 
 
 class TestOwnership:
     async def test_another_owner_sees_nothing(self, hub: StreamHub) -> None:
         stream = start(hub, ["a"])
-        assert hub.get(stream.id, OWNER) is stream
+        assert await hub.get(stream.id, OWNER) is stream
         with pytest.raises(NotFound):
-            hub.get(stream.id, uuid.uuid4())
+            await hub.get(stream.id, uuid.uuid4())
 
 
 class TestCancellation:

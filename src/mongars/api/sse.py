@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from mongars.core.streams import Stream
+from mongars.core.streams import StreamReader
 
 KEEPALIVE = b": keepalive\n\n"
 
@@ -25,8 +25,10 @@ SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def stream_response(stream: Stream, *, after: int, keepalive_seconds: float) -> EventSourceResponse:
-    stream.ensure_resumable(after)
+async def stream_response(
+    stream: StreamReader, *, after: int, keepalive_seconds: float
+) -> EventSourceResponse:
+    await stream.ensure_resumable(after)
     return EventSourceResponse(
         _encode(stream, after, keepalive_seconds),
         headers={
@@ -38,7 +40,9 @@ def stream_response(stream: Stream, *, after: int, keepalive_seconds: float) -> 
     )
 
 
-async def _encode(stream: Stream, after: int, keepalive_seconds: float) -> AsyncIterator[bytes]:
+async def _encode(
+    stream: StreamReader, after: int, keepalive_seconds: float
+) -> AsyncIterator[bytes]:
     async for event in stream.events(after=after, keepalive_seconds=keepalive_seconds):
         if event is None:
             yield KEEPALIVE

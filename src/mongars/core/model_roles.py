@@ -94,6 +94,7 @@ class ModelRoles:
                     breaker_failure_threshold=llm.breaker_failure_threshold,
                     breaker_cooldown_seconds=llm.breaker_cooldown_seconds,
                     n_threads=llm.threads,
+                    fake_token_delay_seconds=llm.fake_token_delay_seconds,
                 )
                 shared[resolved.backend_key] = backend
             bindings[role] = RoleBinding(role=role, backend=backend, params=resolved.params)

@@ -8,8 +8,12 @@ stream is retained.
 
 Memory is bounded twice: each stream keeps at most ``buffer_events`` events (older ones are
 evicted, and resuming before them raises ``StreamGap``), and finished streams are dropped
-``retention_seconds`` after they end. This is the single-process store; a shared one (Redis)
-can sit behind the same interface for several replicas.
+``retention_seconds`` after they end.
+
+With several replicas, the generation runs where the turn arrived, its events are mirrored to
+Redis (``stream_mirror``), and ``StreamHub.get`` on any other replica returns a reader over the
+mirror: a client whose connection dropped can resume on whichever replica it reaches next.
+Cancelling reaches the generating replica through the event bus.
 """
 
 from __future__ import annotations
@@ -19,14 +23,21 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
 from mongars.core.errors import MongarsError, NotFound
+from mongars.core.events import EventBus
+
+if TYPE_CHECKING:
+    from mongars.core.stream_mirror import RedisStreamMirror
 
 EventType = Literal["start", "delta", "done", "error"]
+
+
+TERMINAL_EVENTS = frozenset({"done", "error"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,20 @@ class StreamEvent:
     seq: int
     type: EventType
     data: dict[str, Any]
+
+
+class StreamReader(Protocol):
+    """What resuming needs, whether the stream is generated here or on another replica."""
+
+    id: str
+    owner_id: uuid.UUID
+    conversation_id: uuid.UUID
+
+    async def ensure_resumable(self, after: int) -> None: ...
+
+    def events(
+        self, *, after: int = 0, keepalive_seconds: float | None = None
+    ) -> AsyncIterator[StreamEvent | None]: ...
 
 
 class StreamGap(MongarsError):
@@ -121,9 +146,20 @@ class Stream:
             if idle.cancelled_caught:
                 yield None
 
-    def ensure_resumable(self, after: int) -> None:
+    async def ensure_resumable(self, after: int) -> None:
         """Raise ``StreamGap`` now, before a response starts, rather than mid-stream."""
         self._since(after)
+
+    def available(self, after: int) -> list[StreamEvent]:
+        """The buffered events after ``after``, without waiting (skipping any evicted)."""
+        if self._events and after < self._events[0].seq - 1:
+            after = self._events[0].seq - 1
+        return self._since(after)
+
+    async def changed(self, timeout_seconds: float) -> None:
+        """Wait until something is published or the stream ends, at most ``timeout_seconds``."""
+        with anyio.move_on_after(timeout_seconds):
+            await self._changed.wait()
 
     def _since(self, cursor: int) -> list[StreamEvent]:
         if not self._events or cursor >= self.last_seq:
@@ -140,12 +176,22 @@ class Stream:
 
 class StreamHub:
     def __init__(
-        self, task_group: TaskGroup, *, buffer_events: int, retention_seconds: float
+        self,
+        task_group: TaskGroup,
+        *,
+        buffer_events: int,
+        retention_seconds: float,
+        bus: EventBus | None = None,
+        mirror: RedisStreamMirror | None = None,
     ) -> None:
         self._task_group = task_group
         self._buffer_events = buffer_events
         self._retention_seconds = retention_seconds
         self._streams: dict[str, Stream] = {}
+        self._bus = bus or EventBus()
+        self._mirror = mirror
+        self.replica_id = uuid.uuid4().hex
+        self._bus.on_control(self._on_control)
 
     def start(
         self,
@@ -162,6 +208,8 @@ class StreamHub:
             buffer_events=self._buffer_events,
         )
         self._streams[stream.id] = stream
+        if self._mirror is not None:
+            self._task_group.start_soon(self._mirror.copy, stream, name=f"mirror {stream.id}")
         self._task_group.start_soon(self._run, stream, run, name=f"generation {stream.id}")
         return stream
 
@@ -173,12 +221,37 @@ class StreamHub:
         finally:
             stream.finish()
 
-    def get(self, stream_id: str, owner_id: uuid.UUID) -> Stream:
-        stream = self._streams.get(stream_id)
+    async def get(self, stream_id: str, owner_id: uuid.UUID) -> StreamReader:
+        stream: StreamReader | None = self._streams.get(stream_id)
+        if stream is None and self._mirror is not None:
+            stream = await self._mirror.open(stream_id)
         # Another user's stream answers exactly like a missing one.
         if stream is None or stream.owner_id != owner_id:
             raise NotFound("No such stream, or it has expired.", code="stream_not_found")
         return stream
+
+    async def cancel_in(self, conversation_id: uuid.UUID, owner_id: uuid.UUID) -> list[str]:
+        """Stop the conversation's generations here, and ask the other replicas to do the same.
+        Returns the ids stopped on this replica."""
+        stopped = [s.id for s in self.active_in(conversation_id, owner_id) if s.cancel()]
+        if self._bus.shared:
+            await self._bus.publish_control(
+                {
+                    "type": "cancel",
+                    "conversation_id": str(conversation_id),
+                    "owner_id": str(owner_id),
+                    "origin": self.replica_id,
+                }
+            )
+        return stopped
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "cancel" or message.get("origin") == self.replica_id:
+            return
+        conversation_id = uuid.UUID(message["conversation_id"])
+        owner_id = uuid.UUID(message["owner_id"])
+        for stream in self.active_in(conversation_id, owner_id):
+            stream.cancel()
 
     def active_in(self, conversation_id: uuid.UUID, owner_id: uuid.UUID) -> list[Stream]:
         return [

@@ -183,7 +183,7 @@ class ChatService:
         """Stop the conversation's running generations; their partial answers are kept."""
         if await ConversationRepository(db).get_owned(conversation_id, user.id) is None:
             raise NotFound("No such conversation.", code="conversation_not_found")
-        return [s.id for s in self.streams.active_in(conversation_id, user.id) if s.cancel()]
+        return await self.streams.cancel_in(conversation_id, user.id)
 
     def validate_message(self, message: str) -> None:
         size = len(message.encode())
@@ -276,16 +276,44 @@ class ChatService:
             "completed_at": utcnow(),
         }
         stored = await self._store_answer(turn, values)
-        if stored is not None:
-            await self._announce(
-                TurnFinished(
-                    user_id=turn.user_id,
-                    conversation_id=turn.conversation_id,
-                    user_message_id=turn.user_message_id,
-                    message=stored,
-                    stream_id=stream.id,
-                )
+        try:
+            self._publish_outcome(
+                stream,
+                turn,
+                stored,
+                end,
+                failure,
+                prompt_tokens,
+                completion_tokens,
+                finish_reason,
+                elapsed,
             )
+        finally:
+            # Listeners (usage accounting, fan-out) run after the caller has its answer.
+            stream.finish()
+            if stored is not None:
+                await self._announce(
+                    TurnFinished(
+                        user_id=turn.user_id,
+                        conversation_id=turn.conversation_id,
+                        user_message_id=turn.user_message_id,
+                        message=stored,
+                        stream_id=stream.id,
+                    )
+                )
+
+    def _publish_outcome(
+        self,
+        stream: Stream,
+        turn: PreparedTurn,
+        stored: StoredMessage | None,
+        end: StreamEnd | None,
+        failure: MongarsError | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        finish_reason: str,
+        elapsed: float,
+    ) -> None:
         if stored is None:
             error = MongarsError(
                 "The answer could not be stored; the database is unavailable.",

@@ -79,6 +79,7 @@ def build_backend(
     breaker_failure_threshold: int = 5,
     breaker_cooldown_seconds: float = 30.0,
     n_threads: int | None = None,
+    fake_token_delay_seconds: float = 0.0,
 ) -> ChatBackend:
     """Build the backend for ``kind`` from plain values (the caller reads the settings).
 
@@ -87,7 +88,11 @@ def build_backend(
     default 4096). The embedded model is not loaded here: await ``warm_up()`` at startup.
     """
     if kind == "fake":
-        return FakeBackend(model=model or "fake-echo", context_window=context_window or 8192)
+        return FakeBackend(
+            model=model or "fake-echo",
+            context_window=context_window or 8192,
+            token_delay_seconds=fake_token_delay_seconds,
+        )
     if kind == "embedded":
         return EmbeddedBackend(
             model_path=model_path,

@@ -1,0 +1,270 @@
+"""One WebSocket connection, from the greeting to the close.
+
+Tasks per connection: a reader (client frames, in order), a sender (drains the bounded send
+queue into the socket), a heartbeat, and one follower per stream the socket watches. The
+socket closes with 1000 at once on a client ``close`` frame, 1013 when its send queue
+overflows (see ``core.ws_connections``), 4408 when the client stops answering pings.
+
+Every valid client frame is answered: by an ``ack`` naming it (for ``chat.send``, once the turn
+is accepted, with its ids), or by an error frame naming it. Malformed input gets an ``error``
+frame and the connection lives on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from mongars.api.schemas.chat import ChatRequest
+from mongars.api.schemas.history import HistoryItem
+from mongars.api.schemas.ws import CancelData, ClientFrame, ResumeData
+from mongars.core.authentication import Principal
+from mongars.core.chat.service import TurnRequest
+from mongars.core.errors import MongarsError, NotFound
+from mongars.core.streams import StreamReader
+from mongars.core.ws_connections import OVERFLOW_CLOSE_CODE, OVERFLOW_REASON, Connection, frame
+from mongars.resources import Resources
+
+logger = logging.getLogger(__name__)
+
+NORMAL_CLOSE = 1000
+HEARTBEAT_CLOSE = 4408
+
+STREAM_FRAME_TYPES = {"delta": "chat.delta", "done": "chat.done", "error": "chat.error"}
+
+
+class WsSession:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        resources: Resources,
+        principal: Principal,
+        connection: Connection,
+    ) -> None:
+        self.websocket = websocket
+        self.resources = resources
+        self.settings = resources.settings
+        self.user = principal.user
+        self.connection = connection
+        self.last_seen = time.monotonic()
+        self.close_with: tuple[int, str] = (NORMAL_CLOSE, "")
+        self.peer_gone = False
+        self._group: TaskGroup | None = None
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as group:
+            self._group = group
+            group.start_soon(self._send_loop)
+            group.start_soon(self._heartbeat)
+            group.start_soon(self._watch_overflow)
+            await self._greet()
+            await self._read_loop()
+            group.cancel_scope.cancel()
+        if self.peer_gone:
+            return
+        code, reason = self.close_with
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.websocket.close(code=code, reason=reason)  # unless the peer is gone
+
+    def _stop(self, code: int, reason: str) -> None:
+        self.close_with = (code, reason)
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+    # -- outgoing -----------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        try:
+            async for message in self.connection.outbox:
+                await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self.peer_gone = True
+            self._stop(NORMAL_CLOSE, "")
+
+    async def _watch_overflow(self) -> None:
+        await self.connection.overflowed.wait()
+        self._stop(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.ws_heartbeat_interval_seconds
+        while True:
+            await anyio.sleep(interval)
+            if time.monotonic() - self.last_seen > self.settings.ws_heartbeat_timeout_seconds:
+                self._stop(HEARTBEAT_CLOSE, "heartbeat_timeout")
+                return
+            self.connection.offer(frame("ping", {"interval": interval}))
+
+    def _send(self, type_: str, data: dict[str, Any] | None = None) -> None:
+        self.connection.offer(frame(type_, data))
+
+    async def _greet(self) -> None:
+        self._send(
+            "ws.connected",
+            {
+                "connection_id": self.connection.id,
+                "user": {"id": str(self.user.id), "username": self.user.username},
+                "heartbeat_interval": self.settings.ws_heartbeat_interval_seconds,
+                "max_frame_bytes": self.settings.ws_max_frame_bytes,
+            },
+        )
+        async with self.resources.sessions() as db:
+            page = await self.resources.history.history(
+                db, self.user, limit=max(1, self.settings.ws_history_turns)
+            )
+        turns = page.turns if self.settings.ws_history_turns else []
+        self._send(
+            "history.snapshot",
+            {"turns": [HistoryItem.from_turn(t).model_dump(mode="json") for t in turns]},
+        )
+
+    # -- incoming -----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.peer_gone = True
+                return
+            self.last_seen = time.monotonic()
+            raw = message.get("text") or message.get("bytes") or ""
+            limit = self.settings.ws_max_frame_bytes
+            if len(raw) > limit:
+                self._send(
+                    "error",
+                    {
+                        "code": "frame_too_large",
+                        "detail": f"Frames are limited to {limit} bytes.",
+                    },
+                )
+                continue
+            try:
+                client = ClientFrame.model_validate_json(raw)
+            except ValidationError as exc:
+                code = (
+                    "invalid_json" if exc.errors()[0]["type"] == "json_invalid" else "invalid_frame"
+                )
+                self._send("error", {"code": code, "detail": _first_error(exc)})
+                continue
+            if client.type == "close":
+                self.close_with = (NORMAL_CLOSE, "client closed")
+                return
+            wait = self.resources.connections.throttle(self.user.id)
+            if wait:
+                self._send(
+                    "error",
+                    {
+                        "ref": client.id,
+                        "code": "rate_limited",
+                        "detail": "Too many frames.",
+                        "retry_after": round(wait, 3),
+                    },
+                )
+                continue
+            await self._handle(client)
+
+    async def _handle(self, client: ClientFrame) -> None:
+        handlers = {
+            "chat.send": self._chat_send,
+            "chat.cancel": self._chat_cancel,
+            "resume": self._resume,
+            "pong": self._pong,
+            "client.ping": self._pong,
+        }
+        handler = handlers.get(client.type)
+        if handler is None:
+            self._send(
+                "error",
+                {
+                    "ref": client.id,
+                    "code": "unknown_type",
+                    "detail": f"Unknown frame type {client.type!r}.",
+                },
+            )
+            return
+        try:
+            await handler(client)
+        except ValidationError as exc:
+            self._send(
+                "error", {"ref": client.id, "code": "invalid_frame", "detail": _first_error(exc)}
+            )
+        except MongarsError as exc:
+            kind = "chat.error" if client.type == "chat.send" else "error"
+            data: dict[str, Any] = {"ref": client.id, "code": exc.code, "detail": exc.detail}
+            if "Retry-After" in exc.headers:
+                data["retry_after"] = int(exc.headers["Retry-After"])
+            self._send(kind, data)
+
+    async def _pong(self, client: ClientFrame) -> None:
+        self._send("ack", {"ref": client.id})
+
+    async def _chat_send(self, client: ClientFrame) -> None:
+        body = ChatRequest.model_validate(client.data)
+        # The same chat budget and daily quota as HTTP, SSE and the OpenAI-compatible route.
+        await self.resources.limiter.enforce("chat", str(self.user.id))
+        async with self.resources.sessions() as db:
+            await self.resources.quotas.enforce(db, self.user)
+            turn = await self.resources.chat.prepare(
+                db,
+                self.user,
+                TurnRequest(message=body.message, conversation_id=body.conversation_id),
+            )
+            await db.commit()  # the question is stored: the turn is acknowledged
+        stream = self.resources.chat.launch(turn)
+        self._send(
+            "ack",
+            {
+                "ref": client.id,
+                "stream_id": stream.id,
+                "conversation_id": str(turn.conversation_id),
+                "user_message_id": turn.user_message_id,
+                "message_id": turn.reply_id,
+            },
+        )
+        self._follow(stream, after=0)
+
+    async def _chat_cancel(self, client: ClientFrame) -> None:
+        target = CancelData.model_validate(client.data)
+        conversation_id = target.conversation_id
+        if conversation_id is None:
+            assert target.stream_id is not None
+            conversation_id = (
+                await self.resources.streams.get(target.stream_id, self.user.id)
+            ).conversation_id
+        async with self.resources.sessions() as db:
+            stopped = await self.resources.chat.cancel(db, self.user, conversation_id)
+        self._send("ack", {"ref": client.id, "cancelled": stopped})
+
+    async def _resume(self, client: ClientFrame) -> None:
+        target = ResumeData.model_validate(client.data)
+        stream = await self.resources.streams.get(target.stream_id, self.user.id)
+        await stream.ensure_resumable(target.after_seq)
+        self._send("ack", {"ref": client.id, "stream_id": stream.id, "after_seq": target.after_seq})
+        self._follow(stream, after=target.after_seq)
+
+    def _follow(self, stream: StreamReader, *, after: int) -> None:
+        if self._group is None:
+            raise NotFound("connection closing")
+        self.connection.following.add(stream.id)
+        self._group.start_soon(self._relay, stream, after)
+
+    async def _relay(self, stream: StreamReader, after: int) -> None:
+        async for event in stream.events(after=after):
+            if event is None or event.type not in STREAM_FRAME_TYPES:
+                continue
+            data = {"stream_id": stream.id, "seq": event.seq, **event.data}
+            if not self.connection.offer(frame(STREAM_FRAME_TYPES[event.type], data)):
+                return
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    return f"{location}: {error['msg']}" if location else str(error["msg"])

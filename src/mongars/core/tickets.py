@@ -1,0 +1,135 @@
+"""Short-lived, single-use WebSocket tickets.
+
+Browsers cannot put an ``Authorization`` header on a WebSocket upgrade, and a long-lived token
+in a URL ends up in logs. So a client trades its credential for a ticket (a JWT signed with a
+key of its own, valid ``ws_ticket_ttl_seconds``, no leeway) and connects with ``?t=TICKET``.
+
+Single use: redeeming a ticket claims its ``jti`` in a replay store (in memory, or ``SET NX``
+in Redis so every replica agrees) for as long as the ticket could still be valid. The ticket
+names the user and the login it came from; redeeming it re-checks both, so a ticket dies with
+a logout, a password change or a disabled account like any other credential.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import jwt
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mongars.core.authentication import Principal
+from mongars.core.errors import AuthenticationFailed
+from mongars.db.repositories.sessions import SessionRepository
+from mongars.db.repositories.users import UserRepository
+from mongars.db.tables import User
+
+ALGORITHM = "HS256"
+AUDIENCE = "mongars-ws"
+
+
+class TicketRefused(AuthenticationFailed):
+    """Why a ticket cannot be redeemed; ``code`` says which (the WebSocket close reason)."""
+
+
+class ReplayStore(Protocol):
+    async def claim(self, ticket_id: str, ttl_seconds: int) -> bool:
+        """True the first time ``ticket_id`` is claimed within ``ttl_seconds``."""
+        ...
+
+
+class MemoryReplayStore:
+    def __init__(self) -> None:
+        self._claimed: dict[str, float] = {}
+
+    async def claim(self, ticket_id: str, ttl_seconds: int) -> bool:
+        now = time.monotonic()
+        if len(self._claimed) > 1024:  # forget tickets that have expired anyway
+            self._claimed = {k: until for k, until in self._claimed.items() if until > now}
+        if self._claimed.get(ticket_id, 0.0) > now:
+            return False
+        self._claimed[ticket_id] = now + ttl_seconds
+        return True
+
+
+class RedisReplayStore:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        self._redis = redis
+        self._prefix = key_prefix
+
+    async def claim(self, ticket_id: str, ttl_seconds: int) -> bool:
+        claimed = await self._redis.set(
+            f"{self._prefix}:{ticket_id}", b"1", nx=True, ex=ttl_seconds
+        )
+        return bool(claimed)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTicket:
+    ticket: str
+    ttl: int
+
+
+class TicketService:
+    def __init__(self, key: bytes, ttl_seconds: int, replay: ReplayStore) -> None:
+        self._key = key
+        self.ttl_seconds = ttl_seconds
+        self._replay = replay
+
+    def issue(self, principal: Principal) -> IssuedTicket:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": str(principal.user.id),
+            "sid": str(principal.session_id) if principal.session_id else None,
+            "ver": principal.user.token_version,
+            "aud": AUDIENCE,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + timedelta(seconds=self.ttl_seconds),
+        }
+        return IssuedTicket(jwt.encode(claims, self._key, algorithm=ALGORITHM), self.ttl_seconds)
+
+    async def redeem(self, db: AsyncSession, ticket: str | None) -> Principal:
+        if not ticket:
+            raise TicketRefused("A ticket is required (?t=...).", code="ticket_missing")
+        try:
+            # PyJWT compares signatures with hmac.compare_digest; leeway stays at 0.
+            claims = jwt.decode(
+                ticket,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": ["sub", "ver", "jti", "exp", "iat", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TicketRefused("The ticket has expired.", code="ticket_expired") from None
+        except jwt.InvalidTokenError:
+            raise TicketRefused("The ticket is invalid.", code="ticket_invalid") from None
+        if not await self._replay.claim(claims["jti"], self.ttl_seconds + 1):
+            raise TicketRefused("The ticket has already been used.", code="ticket_used")
+        return await self._principal(db, claims)
+
+    async def _principal(self, db: AsyncSession, claims: dict[str, object]) -> Principal:
+        invalid = TicketRefused("The ticket is no longer valid.", code="ticket_revoked")
+        try:
+            user_id = uuid.UUID(str(claims["sub"]))
+            session_id = uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
+        except ValueError:
+            raise TicketRefused("The ticket is invalid.", code="ticket_invalid") from None
+        user: User | None
+        if session_id is not None:
+            found = await SessionRepository(db).user_with_session(user_id, session_id)
+            if found is None or found[1].revoked_at is not None:
+                raise invalid
+            user = found[0]
+        else:
+            user = await UserRepository(db).get(user_id)
+        if user is None:
+            raise invalid
+        if user.is_disabled or user.token_version != claims["ver"]:
+            raise invalid
+        return Principal(user=user, session_id=session_id)
