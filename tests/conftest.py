@@ -21,7 +21,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from mongars.app import create_app
-from mongars.config import AuthSettings, LLMSettings, Settings
+from mongars.config import AuthSettings, HttpSettings, LLMSettings, RateLimitSettings, Settings
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
 from mongars.db import migrate
@@ -39,6 +39,13 @@ PASSWORD = "correct horse battery"
 
 # Hashing dominates test time at production cost; the algorithm and code path stay the same.
 FAST_ARGON2 = AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=1024, argon2_parallelism=1)
+# The test clients' Host names ("testserver": httpx's ASGI default here; "t": short).
+TEST_HOSTS = HttpSettings(allowed_hosts=["testserver", "t"])
+# One long-lived app serves the whole session from one address, and test users reuse names:
+# login and registration limits (tested in tests/security) would trip across tests.
+ROOMY_LIMITS = RateLimitSettings(
+    login_per_minute=0, register_per_hour=0, login_free_failures=1_000_000
+)
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +129,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "secret_key": "test-secret-" + "x" * 40,
         "auth": FAST_ARGON2,
+        "http": TEST_HOSTS,
+        "rate_limit": ROOMY_LIMITS,
         # The deterministic fake backend unless a test asks for a real one (see test_chat_*).
         "llm": LLMSettings(backend="fake"),
     }

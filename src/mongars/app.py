@@ -13,7 +13,23 @@ from fastapi.routing import APIRoute
 from mongars import __version__
 from mongars.api.errors import install_error_handlers
 from mongars.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from mongars.api.routers import api_keys, auth, chat, conversations, health, history, users
+from mongars.api.ratelimit import RateLimitHeadersMiddleware
+from mongars.api.routers import (
+    api_keys,
+    auth,
+    chat,
+    conversations,
+    health,
+    history,
+    usage,
+    users,
+    ws,
+)
+from mongars.api.security_middleware import (
+    CORSMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from mongars.config import Settings
 from mongars.core.model_roles import ModelRoles
 from mongars.resources import Resources, open_resources
@@ -49,15 +65,22 @@ def create_app(settings: Settings | None = None, *, roles: ModelRoles | None = N
     install_error_handlers(app)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(CORSMiddleware, settings=settings)
+    app.add_middleware(TrustedHostMiddleware, settings=settings)
+    # Outside the host check, so that its refusals carry the headers too.
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
         auth.router,
         users.router,
+        usage.router,
         api_keys.router,
         chat.router,
         history.router,
         conversations.router,
+        ws.router,
     ):
         app.include_router(router)
     return app

@@ -88,6 +88,8 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # The fake backend only (tests, benchmarks): the pause between its tokens.
+    fake_token_delay_seconds: float = Field(default=0.0, ge=0.0, le=10.0)
     general: RoleSettings = RoleSettings()
     coding: RoleSettings = RoleSettings()
 
@@ -107,6 +109,33 @@ class ChatSettings(BaseModel):
     stream_keepalive_seconds: float = Field(default=15.0, gt=0)
     # Longest wait for the first or the next token, whatever the backend; then 504.
     token_timeout_seconds: float = Field(default=120.0, gt=0)
+
+
+class RateLimitSettings(BaseModel):
+    """Requests allowed per route class; 0 turns a class's limit off. Shared by every replica
+    through Redis when ``MONGARS_REDIS_URL`` is set, per process otherwise."""
+
+    # Per user: HTTP chat, SSE chat, WebSocket chat.send and the OpenAI-compatible route.
+    chat_per_minute: int = Field(default=20, ge=0)
+    # Per client IP and username, whatever the outcome.
+    login_per_minute: int = Field(default=10, ge=0)
+    # Per client IP.
+    register_per_hour: int = Field(default=10, ge=0)
+    # Per user: WebSocket tickets issued.
+    ws_ticket_per_minute: int = Field(default=30, ge=0)
+    # Wrong passwords (per client IP and username) before each further one locks that pair
+    # out for base, 2 x base, 4 x base ... up to the maximum; forgotten after the window.
+    login_free_failures: int = Field(default=5, ge=0)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    login_failure_window_seconds: float = Field(default=900.0, gt=0)
+
+
+class QuotaSettings(BaseModel):
+    """Per-user daily allowances (UTC days); 0 means unlimited. Admins override per user."""
+
+    daily_messages: int = Field(default=500, ge=0)
+    daily_tokens: int = Field(default=1_000_000, ge=0, description="prompt + completion")
 
 
 class Settings(BaseSettings):
@@ -140,10 +169,26 @@ class Settings(BaseSettings):
         default=None, description="Serve /docs and /redoc; default on in development only."
     )
 
+    # The WebSocket channel. Flat names (MONGARS_WS_*) as the charter's deployments use them.
+    ws_enable_events: bool = True
+    ws_ticket_ttl_seconds: int = Field(default=30, ge=1, le=600)
+    ws_connection_queue_size: int = Field(default=256, ge=8, le=100_000)
+    # Browsers always send Origin; a client without one is a program, not a page.
+    ws_allow_missing_origin: bool = True
+    ws_history_turns: int = Field(default=20, ge=0, le=200)
+    ws_heartbeat_interval_seconds: float = Field(default=20.0, gt=0)
+    ws_heartbeat_timeout_seconds: float = Field(default=60.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Client frames per user: a token bucket of this size, refilled at this rate.
+    ws_rate_limit_burst: int = Field(default=30, ge=1)
+    ws_rate_limit_per_second: float = Field(default=5.0, gt=0)
+
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
     llm: LLMSettings = LLMSettings()
     chat: ChatSettings = ChatSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    quota: QuotaSettings = QuotaSettings()
 
     @field_validator("database_url")
     @classmethod

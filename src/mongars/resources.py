@@ -18,16 +18,22 @@ from mongars.config import Settings
 from mongars.core.accounts import AccountService
 from mongars.core.api_keys import ApiKeyService
 from mongars.core.authentication import Authenticator
-from mongars.core.chat.service import ChatService
+from mongars.core.chat.service import ChatService, TurnFinished, TurnListener
+from mongars.core.events import EventBus
 from mongars.core.history import HistoryService
 from mongars.core.model_roles import ModelRoles
+from mongars.core.quotas import QuotaService
+from mongars.core.ratelimit import LoginThrottle, RateLimiter, build_limiter
 from mongars.core.security.access_tokens import AccessTokenCodec
 from mongars.core.security.opaque_tokens import OpaqueTokenDigester
 from mongars.core.security.passwords import PasswordHasher
 from mongars.core.security.secret_key import derive_key, load_master_secret
+from mongars.core.stream_mirror import RedisStreamMirror
 from mongars.core.streams import StreamHub
+from mongars.core.tickets import MemoryReplayStore, RedisReplayStore, TicketService
+from mongars.core.ws_connections import ConnectionRegistry
 from mongars.db.database import create_engine, create_session_factory
-from mongars.redis_client import open_redis
+from mongars.redis_client import key, open_redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,9 @@ class AccountServices:
     accounts: AccountService
     api_keys: ApiKeyService
     authenticator: Authenticator
+    ticket_key: bytes
+    # Hashes who was rate-limited, in logs and Redis keys.
+    subject_key: bytes
 
 
 def build_account_services(settings: Settings) -> AccountServices:
@@ -52,6 +61,8 @@ def build_account_services(settings: Settings) -> AccountServices:
         ),
         api_keys=ApiKeyService(api_key_digester),
         authenticator=Authenticator(access_tokens, api_key_digester),
+        ticket_key=derive_key(master, "ws-ticket"),
+        subject_key=derive_key(master, "rate-limit-subject"),
     )
 
 
@@ -68,7 +79,13 @@ class Resources:
     roles: ModelRoles
     streams: StreamHub
     chat: ChatService
+    bus: EventBus
+    tickets: TicketService
+    connections: ConnectionRegistry
     history: HistoryService
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    quotas: QuotaService
 
 
 @asynccontextmanager
@@ -95,10 +112,32 @@ async def open_resources(
         # Load and warm the models before the first request, never during one.
         await roles.warm_up()
         async with open_redis(settings) as redis, anyio.create_task_group() as generations:
+            bus = EventBus(redis, settings.redis_key_prefix)
+            generations.start_soon(bus.run, name="event bus")
             streams = StreamHub(
                 generations,
                 buffer_events=settings.chat.stream_buffer_events,
                 retention_seconds=settings.chat.stream_retention_seconds,
+                bus=bus,
+                mirror=_stream_mirror(settings, redis),
+            )
+            chat = ChatService(
+                sessions=sessions, roles=roles, streams=streams, settings=settings.chat
+            )
+            connections = ConnectionRegistry(
+                queue_size=settings.ws_connection_queue_size,
+                burst=settings.ws_rate_limit_burst,
+                refill_per_second=settings.ws_rate_limit_per_second,
+            )
+            bus.on_user_event(connections.deliver_user_event)
+            chat.listeners.append(_announce_to_sockets(bus))
+            limiter = build_limiter(settings, redis, account_services.subject_key)
+            quotas = QuotaService(settings.quota, sessions, limiter.rejects)
+            chat.listeners.append(quotas.record_turn)
+            replay = (
+                RedisReplayStore(redis, key(settings, "ws-ticket"))
+                if redis is not None
+                else MemoryReplayStore()
             )
             yield Resources(
                 settings=settings,
@@ -110,10 +149,16 @@ async def open_resources(
                 authenticator=account_services.authenticator,
                 roles=roles,
                 streams=streams,
-                chat=ChatService(
-                    sessions=sessions, roles=roles, streams=streams, settings=settings.chat
+                chat=chat,
+                bus=bus,
+                tickets=TicketService(
+                    account_services.ticket_key, settings.ws_ticket_ttl_seconds, replay
                 ),
+                connections=connections,
                 history=HistoryService(),
+                limiter=limiter,
+                login_throttle=LoginThrottle(limiter),
+                quotas=quotas,
             )
             # Shutting down: generations still running are cancelled and store what they
             # have as incomplete answers.
@@ -122,3 +167,32 @@ async def open_resources(
         if owns_roles:
             await roles.aclose()
         await engine.dispose()
+
+
+def _stream_mirror(settings: Settings, redis: Redis | None) -> RedisStreamMirror | None:
+    if redis is None:
+        return None
+    return RedisStreamMirror(
+        redis,
+        key_prefix=settings.redis_key_prefix,
+        buffer_events=settings.chat.stream_buffer_events,
+        retention_seconds=settings.chat.stream_retention_seconds,
+    )
+
+
+def _announce_to_sockets(bus: EventBus) -> TurnListener:
+    """Every finished turn reaches the user's sockets on every replica as ``chat.message``."""
+
+    async def announce(finished: TurnFinished) -> None:
+        await bus.publish_user_event(
+            finished.user_id,
+            "chat.message",
+            {
+                "stream_id": finished.stream_id,
+                "conversation_id": str(finished.conversation_id),
+                "user_message_id": finished.user_message_id,
+                "message": finished.message.model_dump(mode="json"),
+            },
+        )
+
+    return announce

@@ -21,7 +21,9 @@ class TestHosts:
     @pytest.mark.parametrize("host", ["localhost:8000", "evil.example", "", None])
     def test_production_trusts_only_the_listed_hosts(self, host: str | None) -> None:
         assert not host_allowed(host, settings(True, allowed_hosts=["chat.example.com"]))
-        assert host_allowed("chat.example.com:443", settings(True, allowed_hosts=["chat.example.com"]))
+        assert host_allowed(
+            "chat.example.com:443", settings(True, allowed_hosts=["chat.example.com"])
+        )
 
     def test_a_rebinding_name_is_refused_even_in_development(self) -> None:
         assert not host_allowed("attacker.example:8000", settings())

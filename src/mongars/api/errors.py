@@ -1,8 +1,11 @@
 """One error envelope everywhere: ``{"detail", "code", "request_id"}``.
 
-Domain errors carry their status and code; framework errors (404 route, 405, 422) are mapped
-here; a database that cannot be reached is a 503, never a 500. Anything else is a bug: logged
-with its request id and answered with a 500 envelope that reveals nothing.
+Domain errors carry their status and code (the model backends' failures among them: 502
+``backend_error``, 503 ``backend_unavailable`` with ``Retry-After`` when down or when the circuit
+is open, 504 ``backend_timeout``); framework errors (404 route, 405, 422) are mapped here; a
+database or a Redis that cannot be reached is a 503, never a 500, and a value the database
+refuses to store (PostgreSQL and a NUL character) is a 422. Anything else is a bug: logged with
+its request id and answered with a 500 envelope that reveals nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mongars.api.middleware import REQUEST_ID_HEADER
 from mongars.api.request_context import request_id_var
-from mongars.core.errors import DatabaseUnavailable, MongarsError
+from mongars.core.errors import DatabaseUnavailable, MongarsError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,9 @@ _CODE_BY_STATUS = {
     422: "validation_error",
     429: "rate_limited",
     500: "internal_error",
+    502: "bad_gateway",
     503: "service_unavailable",
+    504: "gateway_timeout",
 }
 
 
@@ -75,8 +82,16 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.detail, exc.code, exc.headers)
 
 
+# FastAPI's answer to a body it could not even decode (not UTF-8, a broken form). That is a
+# payload error like malformed JSON, which FastAPI itself answers with 422: so do we.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY and exc.__cause__ is not None:
+        error = {"type": "body_unparsable", "loc": ["body"], "msg": "The body could not be parsed."}
+        return error_response(422, [error], "validation_error")
     code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
     return error_response(exc.status_code, exc.detail, code, exc.headers)
 
@@ -101,11 +116,40 @@ def is_database_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def is_unstorable_value(exc: BaseException) -> bool:
+    """The database refused a value (SQLSTATE class 22, "data exception"), not the query."""
+    if isinstance(exc, DataError):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_unstorable_value(exc):
+        # Input the validators let through but the database cannot hold (PostgreSQL refuses
+        # NUL characters in text, for one): a payload error. Logged, as it may also reveal a
+        # missing validator.
+        logger.warning("database refused a value: %s", type(exc.__cause__ or exc).__name__)
+        refusal = {
+            "type": "value_unstorable",
+            "loc": [],
+            "msg": "A value cannot be stored (for example a NUL character in a text field).",
+        }
+        return error_response(422, [refusal], "validation_error")
     if not is_database_outage(exc):
         return await _unexpected_error(request, exc)
     logger.warning("database unavailable: %s", type(exc).__name__)
     error = DatabaseUnavailable(retry_after_seconds=5)
+    return error_response(error.status_code, error.detail, error.code, error.headers)
+
+
+async def _redis_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("redis unavailable: %s", type(exc).__name__)
+    error = ServiceUnavailable(
+        "A shared service (Redis) is unavailable; try again shortly.",
+        code="redis_unavailable",
+        retry_after_seconds=5,
+    )
     return error_response(error.status_code, error.detail, error.code, error.headers)
 
 
@@ -122,4 +166,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _database_error)
     # asyncpg raises the bare OSError when it cannot connect at all.
     app.add_exception_handler(ConnectionError, _database_error)
+    # Features that need Redis (tickets, stream mirrors) when it is configured but down. The
+    # rate limiter never gets here: it falls back to per-process limits instead.
+    app.add_exception_handler(RedisConnectionError, _redis_error)
+    app.add_exception_handler(RedisTimeoutError, _redis_error)
     app.add_exception_handler(Exception, _unexpected_error)

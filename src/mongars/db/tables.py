@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mongars.db.base import Base, new_id, utcnow
@@ -138,3 +138,31 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+
+
+class UserQuota(Base):
+    """An administrator's override of one user's daily allowances (null: the default; 0:
+    unlimited)."""
+
+    __tablename__ = "user_quotas"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    daily_messages: Mapped[int | None]
+    daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DailyUsage(Base):
+    """What one user used on one UTC day, counted as each turn finishes."""
+
+    __tablename__ = "daily_usage"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    messages: Mapped[int] = mapped_column(default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -10,25 +10,40 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from mongars.api.dependencies import CurrentPrincipal, DbSession, ResourcesDep
 from mongars.api.errors import responses
+from mongars.api.ratelimit import LoginRateLimit, rate_limited_response
 from mongars.api.schemas.auth import LoginRequest, RefreshRequest, TokenResponse
 from mongars.core.errors import InvalidInput
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/token", responses=responses(401))
+LOGIN_FAILURES = {**responses(401), **rate_limited_response()}
+
+
+@router.post("/token", responses=LOGIN_FAILURES)
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbSession, resources: ResourcesDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    guard: LoginRateLimit,
+    db: DbSession,
+    resources: ResourcesDep,
 ) -> TokenResponse:
     """Exchange a username and password (OAuth2 password form) for tokens."""
-    user = await resources.accounts.authenticate(db, username=form.username, password=form.password)
+    async with guard.attempt(form.username):
+        user = await resources.accounts.authenticate(
+            db, username=form.username, password=form.password
+        )
     return TokenResponse.from_pair(await resources.accounts.start_session(db, user))
 
 
-@router.post("/api/v1/auth/login", responses=responses(401))
-async def login(body: LoginRequest, db: DbSession, resources: ResourcesDep) -> TokenResponse:
+@router.post("/api/v1/auth/login", responses=LOGIN_FAILURES)
+async def login(
+    body: LoginRequest, guard: LoginRateLimit, db: DbSession, resources: ResourcesDep
+) -> TokenResponse:
     """Exchange a username and password (JSON) for an access and a refresh token."""
-    user = await resources.accounts.authenticate(db, username=body.username, password=body.password)
+    async with guard.attempt(body.username):
+        user = await resources.accounts.authenticate(
+            db, username=body.username, password=body.password
+        )
     return TokenResponse.from_pair(await resources.accounts.start_session(db, user))
 
 

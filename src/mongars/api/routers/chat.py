@@ -10,6 +10,7 @@ from fastapi.sse import EventSourceResponse
 
 from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
 from mongars.api.errors import responses
+from mongars.api.ratelimit import ChatQuota, ChatRateLimit, rate_limited_response
 from mongars.api.schemas.chat import CancelResponse, ChatRequest, ChatResponse
 from mongars.api.sse import SSE_RESPONSE_DOC, parse_last_event_id, stream_response
 from mongars.core.chat.results import TurnResult
@@ -21,7 +22,7 @@ from mongars.resources import Resources
 
 router = APIRouter(tags=["chat"])
 
-TURN_FAILURES = responses(401, 404, 413, 502, 503, 504)
+TURN_FAILURES = {**responses(401, 404, 413, 502, 503, 504), **rate_limited_response(quota=True)}
 
 
 async def begin_turn(db: DbSession, resources: Resources, user: User, body: ChatRequest) -> Stream:
@@ -36,7 +37,12 @@ async def begin_turn(db: DbSession, resources: Resources, user: User, body: Chat
 
 @router.post("/api/v1/conversation/chat", responses=TURN_FAILURES)
 async def chat(
-    body: ChatRequest, user: CurrentUser, db: DbSession, resources: ResourcesDep
+    body: ChatRequest,
+    user: CurrentUser,
+    _limit: ChatRateLimit,
+    _quota: ChatQuota,
+    db: DbSession,
+    resources: ResourcesDep,
 ) -> ChatResponse:
     """Send a message and get the whole answer once it is generated and stored."""
     stream = await begin_turn(db, resources, user, body)
@@ -54,11 +60,16 @@ async def chat(
     responses={**SSE_RESPONSE_DOC, **TURN_FAILURES},
 )
 async def chat_stream(
-    body: ChatRequest, user: CurrentUser, db: DbSession, resources: ResourcesDep
+    body: ChatRequest,
+    user: CurrentUser,
+    _limit: ChatRateLimit,
+    _quota: ChatQuota,
+    db: DbSession,
+    resources: ResourcesDep,
 ) -> EventSourceResponse:
     """Send a message and receive the answer as Server-Sent Events, token by token."""
     stream = await begin_turn(db, resources, user, body)
-    return stream_response(
+    return await stream_response(
         stream, after=0, keepalive_seconds=resources.settings.chat.stream_keepalive_seconds
     )
 
@@ -75,10 +86,10 @@ async def resume_stream(
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> EventSourceResponse:
     """Resume a stream after the last event seen (`after` or `Last-Event-ID`), then follow it."""
-    stream = resources.streams.get(stream_id, user.id)
+    stream = await resources.streams.get(stream_id, user.id)
     if after is None:
         after = parse_last_event_id(last_event_id, stream.id) or 0
-    return stream_response(
+    return await stream_response(
         stream, after=after, keepalive_seconds=resources.settings.chat.stream_keepalive_seconds
     )
 

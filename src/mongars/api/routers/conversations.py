@@ -61,7 +61,7 @@ async def list_conversations(
     db: DbSession,
     resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> ConversationPage:
     """A page of your conversations, most recently active first."""
     summaries, total = await resources.history.list_conversations(

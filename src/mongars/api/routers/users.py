@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from mongars.api.dependencies import AdminUser, CurrentUser, DbSession, ResourcesDep
 from mongars.api.errors import responses
+from mongars.api.ratelimit import RegisterRateLimit, rate_limited_response
 from mongars.api.schemas.auth import TokenResponse
 from mongars.api.schemas.users import (
     PasswordChangeRequest,
@@ -27,9 +28,11 @@ UsernamePath = Annotated[str, Path(min_length=1, max_length=64)]
 @router.post(
     "/api/v1/user/register",
     status_code=status.HTTP_201_CREATED,
-    responses=responses(403, 409),
+    responses={**responses(403, 409), **rate_limited_response()},
 )
-async def register_user(body: RegisterRequest, db: DbSession, resources: ResourcesDep) -> UserOut:
+async def register_user(
+    body: RegisterRequest, _limit: RegisterRateLimit, db: DbSession, resources: ResourcesDep
+) -> UserOut:
     """Create an account (never an admin) when registration is open."""
     if not resources.settings.registration_open:
         raise PermissionDenied(
@@ -71,7 +74,7 @@ async def list_users(
     db: DbSession,
     resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> UserPage:
     """A page of accounts, oldest first (admin)."""
     users, total = await resources.accounts.list_users(db, limit=limit, offset=offset)

@@ -13,6 +13,9 @@ from mongars.core.chat.speech import speech_turn
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("message must not be empty or only whitespace")
+    # PostgreSQL text cannot hold NUL; refuse it on every engine and every route alike.
+    if "\x00" in value:
+        raise ValueError("message must not contain NUL characters")
     return value
 
 

@@ -1,0 +1,153 @@
+"""Per-user daily allowances: messages and tokens per UTC day.
+
+Checked before a turn runs (429 ``quota_exceeded``, ``Retry-After`` until the next UTC
+midnight); counted when it finishes, from the ``TurnFinished`` announcement (tokens are only
+known then). A user's turns already in flight when the allowance runs out still finish, so the
+last ones can overshoot it by what was in flight; the per-minute chat limit bounds that.
+Turns that produced nothing (status ``error``: the backend never answered) are not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mongars.config import QuotaSettings
+from mongars.core.chat.service import TurnFinished
+from mongars.core.errors import RateLimited
+from mongars.core.ratelimit.rejects import RejectLog
+from mongars.db.base import utcnow
+from mongars.db.repositories.usage import Standing, UsageRepository
+from mongars.db.tables import User
+
+logger = logging.getLogger(__name__)
+
+
+class QuotaExceeded(RateLimited):
+    code = "quota_exceeded"
+    default_detail = "Your daily allowance is used up."
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    used: int
+    # None: unlimited.
+    limit: int | None
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    day: date
+    resets_at: datetime
+    messages: Allowance
+    tokens: Allowance
+    # The user's own overrides (None: the default applies; 0: unlimited).
+    override_messages: int | None
+    override_tokens: int | None
+
+
+def _effective(override: int | None, default: int) -> int | None:
+    value = default if override is None else override
+    return value or None  # 0 means unlimited
+
+
+class QuotaService:
+    def __init__(
+        self,
+        settings: QuotaSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        rejects: RejectLog,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.rejects = rejects
+        self.clock = clock
+
+    async def report(self, db: AsyncSession, user_id: uuid.UUID) -> UsageReport:
+        """Today's use and limits (UTC day)."""
+        now = self.clock()
+        standing = await UsageRepository(db).standing(user_id, now.date())
+        return self._report(standing, now)
+
+    async def enforce(self, db: AsyncSession, user: User) -> UsageReport:
+        """Refuse a new turn once either daily allowance is used up."""
+        report = await self.report(db, user.id)
+        exhausted = [
+            name
+            for name, allowance in (("messages", report.messages), ("tokens", report.tokens))
+            if allowance.exhausted
+        ]
+        if exhausted:
+            wait = max(1, math.ceil((report.resets_at - self.clock()).total_seconds()))
+            self.rejects.record("chat", "quota_exceeded", str(user.id), wait)
+            raise QuotaExceeded(
+                f"Your daily allowance of {' and '.join(exhausted)} is used up; it resets at "
+                f"{report.resets_at.isoformat()} (midnight UTC).",
+                headers={"Retry-After": str(wait)},
+            )
+        return report
+
+    async def set_override(
+        self,
+        db: AsyncSession,
+        user: User,
+        *,
+        daily_messages: int | None,
+        daily_tokens: int | None,
+    ) -> UsageReport:
+        await UsageRepository(db).set_override(
+            user.id, daily_messages=daily_messages, daily_tokens=daily_tokens, now=self.clock()
+        )
+        return await self.report(db, user.id)
+
+    async def record_turn(self, finished: TurnFinished) -> None:
+        """A ``ChatService`` listener: count a finished turn against its day."""
+        message = finished.message
+        if message.status == "error":
+            return
+        try:
+            async with self.sessions() as db:
+                await UsageRepository(db).add(
+                    finished.user_id,
+                    self.clock().date(),
+                    messages=1,
+                    prompt_tokens=message.prompt_tokens or 0,
+                    completion_tokens=message.completion_tokens or 0,
+                )
+                await db.commit()
+        except (DBAPIError, OSError) as exc:
+            # The turn is stored; only its accounting is lost (the user was deleted meanwhile,
+            # or the database went away). Never worth failing the turn for.
+            logger.warning("usage of turn %s not counted: %s", message.id, type(exc).__name__)
+
+    def _report(self, standing: Standing, now: datetime) -> UsageReport:
+        today = now.date()
+        return UsageReport(
+            day=today,
+            resets_at=datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC),
+            messages=Allowance(
+                standing.messages,
+                _effective(standing.daily_messages, self.settings.daily_messages),
+            ),
+            tokens=Allowance(
+                standing.tokens, _effective(standing.daily_tokens, self.settings.daily_tokens)
+            ),
+            override_messages=standing.daily_messages,
+            override_tokens=standing.daily_tokens,
+        )

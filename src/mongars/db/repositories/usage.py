@@ -1,0 +1,117 @@
+"""Daily usage counters and per-user quota overrides."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mongars.db.tables import DailyUsage, User, UserQuota
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A user's overrides (None: the default applies) and what they used on one day."""
+
+    daily_messages: int | None
+    daily_tokens: int | None
+    messages: int
+    tokens: int
+
+
+class UsageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def standing(self, user_id: uuid.UUID, day: date) -> Standing:
+        """Overrides and the day's usage in one round trip (zeros when nothing is stored)."""
+        result = await self.session.execute(
+            select(
+                UserQuota.daily_messages,
+                UserQuota.daily_tokens,
+                DailyUsage.messages,
+                DailyUsage.prompt_tokens,
+                DailyUsage.completion_tokens,
+            )
+            .select_from(User)
+            .outerjoin(UserQuota, UserQuota.user_id == User.id)
+            .outerjoin(DailyUsage, and_(DailyUsage.user_id == User.id, DailyUsage.day == day))
+            .where(User.id == user_id)
+        )
+        row = result.first()
+        if row is None:
+            return Standing(None, None, 0, 0)
+        daily_messages, daily_tokens, messages, prompt, completion = row
+        return Standing(
+            daily_messages=daily_messages,
+            daily_tokens=daily_tokens,
+            messages=messages or 0,
+            tokens=(prompt or 0) + (completion or 0),
+        )
+
+    async def add(
+        self,
+        user_id: uuid.UUID,
+        day: date,
+        *,
+        messages: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        """Add to the day's counters, creating the row on the day's first turn (atomic)."""
+        insert: Any = (
+            postgresql.insert
+            if self.session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert
+        )
+        statement = insert(DailyUsage).values(
+            user_id=user_id,
+            day=day,
+            messages=messages,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[DailyUsage.user_id, DailyUsage.day],
+                set_={
+                    "messages": DailyUsage.messages + statement.excluded.messages,
+                    "prompt_tokens": DailyUsage.prompt_tokens + statement.excluded.prompt_tokens,
+                    "completion_tokens": DailyUsage.completion_tokens
+                    + statement.excluded.completion_tokens,
+                },
+            )
+        )
+
+    async def set_override(
+        self,
+        user_id: uuid.UUID,
+        *,
+        daily_messages: int | None,
+        daily_tokens: int | None,
+        now: datetime,
+    ) -> None:
+        """Set a user's overrides; both None removes the row (the defaults apply again)."""
+        existing = await self.session.get(UserQuota, user_id)
+        if daily_messages is None and daily_tokens is None:
+            if existing is not None:
+                await self.session.delete(existing)
+        elif existing is None:
+            self.session.add(
+                UserQuota(
+                    user_id=user_id,
+                    daily_messages=daily_messages,
+                    daily_tokens=daily_tokens,
+                    updated_at=now,
+                )
+            )
+        else:
+            existing.daily_messages = daily_messages
+            existing.daily_tokens = daily_tokens
+            existing.updated_at = now
+        await self.session.flush()

@@ -1,0 +1,74 @@
+"""Oversized input is refused before it costs anything: bodies by size (whatever
+Content-Length claims), messages by their own limit, parameters by their declared bounds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from mongars.core.llm import FakeBackend
+from tests.conftest import Accounts
+
+CAP = 1024 * 1024  # MONGARS_HTTP__MAX_BODY_BYTES's default
+
+
+class TestOversizedBodies:
+    async def test_a_declared_oversized_body(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/api/v1/user/register",
+            content=b"{" + b" " * CAP + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
+
+    async def test_a_streamed_body_that_lies_about_nothing_but_keeps_coming(
+        self, client: httpx.AsyncClient, accounts: Accounts
+    ) -> None:
+        account = await accounts.create()
+
+        async def endless() -> AsyncIterator[bytes]:
+            yield b'{"message": "'
+            for _ in range(40):
+                yield b"x" * 65536
+
+        response = await client.post(
+            "/api/v1/conversation/chat",
+            content=endless(),
+            headers={**account.headers, "content-type": "application/json"},
+        )
+        assert response.status_code == 413
+
+    async def test_a_message_over_its_own_limit(
+        self, client: httpx.AsyncClient, accounts: Accounts, fake_backend: FakeBackend
+    ) -> None:
+        account = await accounts.create()
+        response = await client.post(
+            "/api/v1/conversation/chat",
+            headers=account.headers,
+            json={"message": "x" * (32 * 1024 + 1)},
+        )
+        assert (response.status_code, response.json()["code"]) == (413, "message_too_large")
+        assert fake_backend.requests == []
+
+
+class TestOversizedParameters:
+    async def test_query_path_and_header_bounds(
+        self, client: httpx.AsyncClient, accounts: Accounts
+    ) -> None:
+        account = await accounts.create()
+        long = "a" * 5000
+        checks = [
+            await client.get(
+                "/api/v1/conversations/search", headers=account.headers, params={"q": long}
+            ),
+            await client.get(f"/api/v1/streams/{long}", headers=account.headers),
+            await client.get(
+                "/api/v1/streams/x", headers={**account.headers, "Last-Event-ID": long}
+            ),
+            await client.post(
+                "/api/v1/auth/login", json={"username": long, "password": "x" * 2000}
+            ),
+        ]
+        assert [r.status_code for r in checks] == [422, 422, 422, 422]
+        assert all("x" * 2000 not in r.text for r in checks)  # passwords are never echoed
