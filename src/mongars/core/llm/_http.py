@@ -28,6 +28,7 @@ from mongars.core.errors import (
     ContextLengthExceeded,
     MongarsError,
 )
+from mongars.core.llm.base import estimate_tokens
 from mongars.core.llm.resilience import (
     CircuitBreaker,
     RetryableBackendError,
@@ -210,3 +211,30 @@ class HttpCore:
         if status in (400, 413) and is_context_overflow(message):
             return ContextLengthExceeded(detail)
         return BackendError(detail)
+
+
+class RemoteBackend:
+    """What every HTTP backend shares: its model name, window, breaker, token estimate and
+    client lifetime. Subclasses set ``_model``, ``_context_window`` and ``_http``."""
+
+    _model: str
+    _context_window: int
+    _http: HttpCore
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._http.breaker
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from mongars.core.errors import BackendError, BackendUnavailable
-from mongars.core.llm._http import HttpCore
+from mongars.core.llm._http import HttpCore, RemoteBackend
 from mongars.core.llm.base import (
     BackendHealth,
     ChatMessage,
@@ -27,7 +27,6 @@ from mongars.core.llm.base import (
     TextDelta,
     Usage,
     confidence_from_logprobs,
-    estimate_tokens,
 )
 from mongars.core.llm.resilience import CircuitBreaker, RetryPolicy
 
@@ -55,7 +54,7 @@ def _same_model(wanted: str, listed: str) -> bool:
     return normalise(wanted) == normalise(listed)
 
 
-class OllamaBackend:
+class OllamaBackend(RemoteBackend):
     """Chat with an Ollama server (e.g. ``DEFAULT_OLLAMA_URL``) over an ``httpx.AsyncClient`` it
     owns. ``context_window`` is sent as ``num_ctx`` with every request."""
 
@@ -94,24 +93,6 @@ class OllamaBackend:
     @property
     def name(self) -> str:
         return "ollama"
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: GenerationParams | None = None

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from mongars.core.errors import BackendError, BackendUnavailable
-from mongars.core.llm._http import HttpCore
+from mongars.core.llm._http import HttpCore, RemoteBackend
 from mongars.core.llm.base import (
     BackendHealth,
     ChatMessage,
@@ -27,7 +27,6 @@ from mongars.core.llm.base import (
     TextDelta,
     Usage,
     confidence_from_logprobs,
-    estimate_tokens,
 )
 from mongars.core.llm.resilience import CircuitBreaker, RetryPolicy
 
@@ -78,7 +77,7 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(buffer)
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(RemoteBackend):
     """Chat with an OpenAI-compatible server over a shared ``httpx.AsyncClient`` it owns.
 
     ``base_url`` is the server root (a trailing ``/v1`` is accepted). ``context_window`` must be
@@ -120,24 +119,6 @@ class OpenAICompatBackend:
     @property
     def name(self) -> str:
         return "openai"
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
