@@ -187,7 +187,11 @@ class StreamHub:
         self._task_group = task_group
         self._buffer_events = buffer_events
         self._retention_seconds = retention_seconds
+        # Every retained stream; the running ones; finished ones in the order they ended, so
+        # expiring them is a pop from the left rather than a scan of thousands.
         self._streams: dict[str, Stream] = {}
+        self._running: dict[str, Stream] = {}
+        self._ended: deque[tuple[float, str]] = deque()
         self._bus = bus or EventBus()
         self._mirror = mirror
         self.replica_id = uuid.uuid4().hex
@@ -208,6 +212,7 @@ class StreamHub:
             buffer_events=self._buffer_events,
         )
         self._streams[stream.id] = stream
+        self._running[stream.id] = stream
         if self._mirror is not None:
             self._task_group.start_soon(self._mirror.copy, stream, name=f"mirror {stream.id}")
         self._task_group.start_soon(self._run, stream, run, name=f"generation {stream.id}")
@@ -220,6 +225,8 @@ class StreamHub:
                 await run(stream)
         finally:
             stream.finish()
+            self._running.pop(stream.id, None)
+            self._ended.append((time.monotonic(), stream.id))
 
     async def get(self, stream_id: str, owner_id: uuid.UUID) -> StreamReader:
         stream: StreamReader | None = self._streams.get(stream_id)
@@ -256,7 +263,7 @@ class StreamHub:
     def active_in(self, conversation_id: uuid.UUID, owner_id: uuid.UUID) -> list[Stream]:
         return [
             stream
-            for stream in self._streams.values()
+            for stream in self._running.values()
             if stream.conversation_id == conversation_id
             and stream.owner_id == owner_id
             and not stream.finished
@@ -267,10 +274,5 @@ class StreamHub:
 
     def _sweep(self) -> None:
         horizon = time.monotonic() - self._retention_seconds
-        expired = [
-            stream_id
-            for stream_id, stream in self._streams.items()
-            if stream.finished_at is not None and stream.finished_at < horizon
-        ]
-        for stream_id in expired:
-            del self._streams[stream_id]
+        while self._ended and self._ended[0][0] < horizon:
+            self._streams.pop(self._ended.popleft()[1], None)
