@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: documents in, chunks and vectors stored, passages out."""
