@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), traces (OpenTelemetry, off by default) and structured logs."""

@@ -1,0 +1,155 @@
+"""OpenTelemetry: spans with parent links when on; nothing of the SDK imported when off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from mongars.app import create_app
+from mongars.core.llm import FakeBackend
+from mongars.core.model_roles import ModelRoles
+from mongars.observability import tracing
+from tests.conftest import PASSWORD, migrated_settings
+
+
+@dataclass
+class TracedApp:
+    http: httpx.AsyncClient
+    exporter: InMemorySpanExporter
+    resources: object
+
+
+@pytest.fixture
+async def traced(tmp_path: Path) -> AsyncIterator[TracedApp]:
+    settings = await migrated_settings(tmp_path, otel_enabled=True)
+    exporter = InMemorySpanExporter()
+    app = create_app(settings, roles=ModelRoles.single(FakeBackend()), span_exporter=exporter)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield TracedApp(http, exporter, manager._state["resources"])
+    assert not tracing.enabled()
+
+
+def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    found = [span for span in spans if span.name == name]
+    assert len(found) == 1, [span.name for span in spans]
+    return found[0]
+
+
+class TestTracingOn:
+    async def test_a_chat_turn_is_one_trace_with_parent_links(self, traced: TracedApp) -> None:
+        registered = await traced.http.post(
+            "/api/v1/user/register", json={"username": "tracy", "password": PASSWORD}
+        )
+        assert registered.status_code == 201
+        login = await traced.http.post(
+            "/api/v1/auth/login", json={"username": "tracy", "password": PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        traced.exporter.clear()
+
+        response = await traced.http.post(
+            "/api/v1/conversation/chat", headers=headers, json={"message": "hi"}
+        )
+        assert response.status_code == 200
+        # The generation's span ends once its listeners ran, just after the answer went out.
+        with anyio.fail_after(5):
+            while not any(s.name == "chat.turn" for s in traced.exporter.get_finished_spans()):  # noqa: ASYNC110 - polling an exporter
+                await anyio.sleep(0.01)
+        spans = list(traced.exporter.get_finished_spans())
+
+        server = _one(spans, "POST /api/v1/conversation/chat")
+        turn = _one(spans, "chat.turn")
+        backend = _one(spans, "chat.backend")
+        assert server.parent is None
+        assert turn.parent is not None
+        assert turn.parent.span_id == server.context.span_id
+        assert backend.parent is not None
+        assert backend.parent.span_id == turn.context.span_id
+        assert {span.context.trace_id for span in (server, turn, backend)} == {
+            server.context.trace_id
+        }
+        assert turn.attributes is not None
+        assert turn.attributes["mongars.backend"] == "fake"
+        # SQLAlchemy's statements belong to the same trace.
+        sql = [s for s in spans if s.name.split()[0] in {"SELECT", "INSERT", "UPDATE"}]
+        assert sql
+        assert {s.context.trace_id for s in sql} == {server.context.trace_id}
+
+    async def test_the_span_helper_nests_under_the_current_span(self, traced: TracedApp) -> None:
+        traced.exporter.clear()
+        with tracing.span("outer"), tracing.span("rag.search", attributes={"k": 4}) as current:
+            assert current is not None
+        spans = list(traced.exporter.get_finished_spans())
+        outer, inner = _one(spans, "outer"), _one(spans, "rag.search")
+        assert inner.parent is not None
+        assert inner.parent.span_id == outer.context.span_id
+
+    async def test_metrics_scrapes_make_no_spans(self, traced: TracedApp) -> None:
+        traced.exporter.clear()
+        assert (await traced.http.get("/metrics")).status_code == 200
+        assert not [s for s in traced.exporter.get_finished_spans() if "metrics" in s.name]
+
+
+def test_tracing_off_imports_no_sdk_exporter_or_instrumentation(tmp_path: Path) -> None:
+    """A whole app, lifespan and requests included, with tracing off (the default).
+
+    Other libraries load parts of OpenTelemetry themselves (FastAPI the API package, redis-py
+    the metrics SDK when it is installed): what must stay out is ours, the trace SDK, the
+    exporters and the instrumentations.
+    """
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        import httpx
+        from asgi_lifespan import LifespanManager
+        from mongars.app import create_app
+        from mongars.config import LLMSettings, RagSettings, Settings
+        from mongars.db import migrate
+        from mongars.db.database import create_engine
+
+        async def main() -> None:
+            settings = Settings(
+                _env_file=None, data_dir=sys.argv[1], secret_key="s" * 40,
+                llm=LLMSettings(backend="fake"), rag=RagSettings(enabled=False),
+            )
+            engine = create_engine(settings)
+            await migrate.upgrade(engine)
+            await engine.dispose()
+            app = create_app(settings)
+            async with LifespanManager(app) as manager:
+                transport = httpx.ASGITransport(app=manager.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                    assert (await c.get("/healthz")).status_code == 200
+                    assert (await c.get("/metrics")).status_code == 200
+
+        asyncio.run(main())
+        loaded = sorted(
+            name for name in sys.modules
+            if name.startswith(("opentelemetry.sdk.trace", "opentelemetry.exporter",
+                                "opentelemetry.instrumentation"))
+        )
+        print(loaded)
+        """
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
