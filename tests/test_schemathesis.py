@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mongars.app import create_app
-from mongars.config import Settings
+from mongars.config import RagSettings, Settings
 from mongars.core.llm import FakeBackend
 from mongars.resources import build_account_services, open_database
 from tests.conftest import (
@@ -95,7 +95,10 @@ def session(
         {"database_url": POSTGRES_URL, "database_schema": schema_name} if schema_name else {}
     )
     try:
-        app_settings = run_async(lambda: migrated_settings(data_dir, **engine))
+        # RAG on (the other tests share one embedder; this server loads its own).
+        app_settings = run_async(
+            lambda: migrated_settings(data_dir, rag=RagSettings(enabled=True), **engine)
+        )
         run_async(create_admin, app_settings)
         with live_server(app_settings, FakeBackend()) as server:
             yield Session(server)

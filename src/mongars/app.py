@@ -3,12 +3,14 @@ routers; the lifespan opens every long-lived resource and closes it on shutdown.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from mongars import __version__
 from mongars.api.errors import install_error_handlers
@@ -21,6 +23,8 @@ from mongars.api.routers import (
     conversations,
     health,
     history,
+    metrics,
+    rag,
     usage,
     users,
     ws,
@@ -32,7 +36,15 @@ from mongars.api.security_middleware import (
 )
 from mongars.config import Settings
 from mongars.core.model_roles import ModelRoles
+from mongars.core.rag.embedder import TextEmbedder
+from mongars.observability import tracing
+from mongars.observability.http import ObservabilityMiddleware
 from mongars.resources import Resources, open_resources
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+logger = logging.getLogger(__name__)
 
 
 class LifespanState(TypedDict):
@@ -44,14 +56,26 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None, *, roles: ModelRoles | None = None) -> FastAPI:
-    """``roles`` overrides the model backends built from ``settings.llm``."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    roles: ModelRoles | None = None,
+    span_exporter: SpanExporter | None = None,
+    embedder: TextEmbedder | None = None,
+) -> FastAPI:
+    """``roles`` overrides the model backends built from ``settings.llm``; ``span_exporter``
+    replaces the OTLP exporter when ``settings.otel_enabled`` (tests); ``embedder`` the
+    embedding model (tests share one across apps)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with open_resources(settings, roles=roles) as resources:
-            yield {"resources": resources}
+        try:
+            async with open_resources(settings, roles=roles, embedder=embedder) as resources:
+                yield {"resources": resources}
+        finally:
+            if settings.otel_enabled:
+                tracing.shutdown_tracing()
 
     app = FastAPI(
         title="monGARS",
@@ -64,12 +88,19 @@ def create_app(settings: Settings | None = None, *, roles: ModelRoles | None = N
     )
     install_error_handlers(app)
     # Added last = outermost: the request id exists before anything else runs.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.http.max_body_bytes,
+        # Uploads have their own, larger cap; the service checks the file itself again.
+        route_limits={rag.DOCUMENTS_PATH: settings.rag.max_upload_bytes},
+    )
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(CORSMiddleware, settings=settings)
     app.add_middleware(TrustedHostMiddleware, settings=settings)
     # Outside the host check, so that its refusals carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    # Sees every answer, refusals included, with the request id already set.
+    app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
@@ -80,10 +111,28 @@ def create_app(settings: Settings | None = None, *, roles: ModelRoles | None = N
         chat.router,
         history.router,
         conversations.router,
+        rag.router,
         ws.router,
+        metrics.router,
     ):
         app.include_router(router)
+    _mount_static(app, settings)
+    if settings.otel_enabled:
+        # Adds its middleware now, before the app starts (outermost: one span per request).
+        tracing.setup_tracing(app, settings, span_exporter)
     return app
+
+
+def _mount_static(app: FastAPI, settings: Settings) -> None:
+    directory = settings.static_path
+    if directory.is_dir():
+        app.mount("/static", StaticFiles(directory=directory), name="static")
+        return
+    logger.warning(
+        "No web assets at %s, so /static is not served: build them with `make static` "
+        "(or point MONGARS_STATIC_DIR at a built directory).",
+        directory,
+    )
 
 
 def create_app_from_environment() -> FastAPI:

@@ -138,6 +138,27 @@ class QuotaSettings(BaseModel):
     daily_tokens: int = Field(default=1_000_000, ge=0, description="prompt + completion")
 
 
+class RagSettings(BaseModel):
+    """Documents, chunks and retrieval (RAG)."""
+
+    # Load the embedding model (all-MiniLM-L6-v2, int8 ONNX) at start; off: the RAG routes
+    # answer 503 rag_disabled and chat ignores use_rag.
+    enabled: bool = True
+    # An upload's size cap, for POST /api/v1/rag/documents only (every other route keeps
+    # http.max_body_bytes). Multipart framing counts towards it.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Chunk size and overlap in word-piece tokens of the embedding model (it reads 256 at most).
+    chunk_tokens: int = Field(default=200, ge=16, le=256)
+    chunk_overlap_tokens: int = Field(default=40, ge=0, le=128)
+    # Chunks put into a chat prompt with use_rag, and the share of the prompt budget they may use.
+    chat_top_k: int = Field(default=4, ge=1, le=20)
+    chat_context_share: float = Field(default=0.5, gt=0.0, le=0.9)
+    embedder_threads: int | None = Field(default=None, ge=1)
+    # Uploads larger than this are embedded in the background (202 and a job to poll) unless
+    # the request says otherwise with background=true/false.
+    background_threshold_bytes: int = Field(default=256 * 1024, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MONGARS_",
@@ -183,12 +204,27 @@ class Settings(BaseSettings):
     ws_rate_limit_burst: int = Field(default=30, ge=1)
     ws_rate_limit_per_second: float = Field(default=5.0, gt=0)
 
+    # Observability. /metrics is open to loopback clients, and to others with this bearer token
+    # (refused when it is unset).
+    metrics_token: SecretStr | None = None
+    otel_enabled: bool = False
+    # OTLP over HTTP (protobuf): the collector's traces URL.
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    otel_service_name: str = Field(default="mongars", min_length=1, max_length=100)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Default: console (readable) in development, json (one object per line) in production.
+    log_format: Literal["json", "console"] | None = None
+    # Built web assets, served at /static when the directory exists. Default: the package's
+    # own static/ folder.
+    static_dir: Path | None = None
+
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
     llm: LLMSettings = LLMSettings()
     chat: ChatSettings = ChatSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     quota: QuotaSettings = QuotaSettings()
+    rag: RagSettings = RagSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -236,6 +272,16 @@ class Settings(BaseSettings):
     @property
     def uses_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "console"
+
+    @property
+    def static_path(self) -> Path:
+        return self.static_dir or Path(__file__).parent / "static"
 
     @property
     def show_docs(self) -> bool:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
+import anyio.to_thread
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -23,6 +24,9 @@ from mongars.core.events import EventBus
 from mongars.core.history import HistoryService
 from mongars.core.model_roles import ModelRoles
 from mongars.core.quotas import QuotaService
+from mongars.core.rag.embedder import Embedder, TextEmbedder
+from mongars.core.rag.jobs import IngestJobs
+from mongars.core.rag.service import RagService
 from mongars.core.ratelimit import LoginThrottle, RateLimiter, build_limiter
 from mongars.core.security.access_tokens import AccessTokenCodec
 from mongars.core.security.opaque_tokens import OpaqueTokenDigester
@@ -33,6 +37,8 @@ from mongars.core.streams import StreamHub
 from mongars.core.tickets import MemoryReplayStore, RedisReplayStore, TicketService
 from mongars.core.ws_connections import ConnectionRegistry
 from mongars.db.database import create_engine, create_session_factory
+from mongars.observability import tracing
+from mongars.observability.metrics import Metrics
 from mongars.redis_client import key, open_redis
 
 
@@ -86,6 +92,12 @@ class Resources:
     limiter: RateLimiter
     login_throttle: LoginThrottle
     quotas: QuotaService
+    # None when MONGARS_RAG__ENABLED=false: the RAG routes then answer 503.
+    rag: RagService | None
+    # Background ingests of large documents (None with RAG off).
+    rag_jobs: IngestJobs | None
+    # The app's PROMETHEUS_REGISTRY and every metric on it (GET /metrics).
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -99,18 +111,27 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, *, roles: ModelRoles | None = None
+    settings: Settings,
+    *,
+    roles: ModelRoles | None = None,
+    embedder: TextEmbedder | None = None,
 ) -> AsyncIterator[Resources]:
     """``roles`` replaces the backends the settings describe (embedding, tests, benchmarks);
     whoever passes them in keeps ownership and closes them."""
     account_services = build_account_services(settings)
     engine = create_engine(settings)
+    tracing.instrument_engine(engine)
     sessions = create_session_factory(engine)
     owns_roles = roles is None
     roles = roles or ModelRoles.from_settings(settings.llm)
     try:
         # Load and warm the models before the first request, never during one.
         await roles.warm_up()
+        # One embedding model per process (``embedder`` shares one, e.g. across test apps).
+        if embedder is None and settings.rag.enabled:
+            threads = settings.rag.embedder_threads
+            embedder = await anyio.to_thread.run_sync(lambda: Embedder(threads=threads))
+        rag = RagService(embedder, settings.rag) if embedder is not None else None
         async with open_redis(settings) as redis, anyio.create_task_group() as generations:
             bus = EventBus(redis, settings.redis_key_prefix)
             generations.start_soon(bus.run, name="event bus")
@@ -124,6 +145,7 @@ async def open_resources(
             chat = ChatService(
                 sessions=sessions, roles=roles, streams=streams, settings=settings.chat
             )
+            chat.rag = rag
             connections = ConnectionRegistry(
                 queue_size=settings.ws_connection_queue_size,
                 burst=settings.ws_rate_limit_burst,
@@ -133,7 +155,10 @@ async def open_resources(
             chat.listeners.append(_announce_to_sockets(bus))
             limiter = build_limiter(settings, redis, account_services.subject_key)
             quotas = QuotaService(settings.quota, sessions, limiter.rejects)
-            chat.listeners.append(quotas.record_turn)
+            chat.accounting = quotas.count_turn
+            metrics = Metrics()
+            metrics.watch(roles=roles, connections=connections, rejects=limiter.rejects)
+            chat.listeners.append(metrics.record_turn)
             replay = (
                 RedisReplayStore(redis, key(settings, "ws-ticket"))
                 if redis is not None
@@ -159,6 +184,9 @@ async def open_resources(
                 limiter=limiter,
                 login_throttle=LoginThrottle(limiter),
                 quotas=quotas,
+                rag=rag,
+                rag_jobs=IngestJobs(generations, sessions, rag) if rag is not None else None,
+                metrics=metrics,
             )
             # Shutting down: generations still running are cancelled and store what they
             # have as incomplete answers.

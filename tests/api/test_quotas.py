@@ -3,15 +3,12 @@ overridden per user by admins, shown to each user (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 from sqlalchemy import func, select
 
-from mongars.core.chat.results import StoredMessage
-from mongars.core.chat.service import TurnFinished
 from mongars.core.llm import FakeBackend
 from mongars.db.repositories.users import UserRepository
 from mongars.db.tables import Message
@@ -84,30 +81,15 @@ class TestUsage:
         async with resources.sessions() as db:
             user = await UserRepository(db).get_by_username(account.username)
             assert user is not None
-        now = datetime.now(UTC)
-        finished = TurnFinished(
-            user_id=user.id,
-            conversation_id=uuid.uuid4(),
-            user_message_id=1,
-            message=StoredMessage(
-                id=2,
-                conversation_id=uuid.uuid4(),
-                role="assistant",
-                content="x",
-                status="complete",
-                model="m",
-                backend="fake",
-                prompt_tokens=7,
-                completion_tokens=3,
-                latency_ms=1,
-                created_at=now,
-                completed_at=now,
-            ),
-            stream_id="s",
-        )
+
+        async def count_one() -> None:
+            async with resources.sessions() as db:
+                await resources.quotas.count_turn(db, user.id, 7, 3)
+                await db.commit()
+
         async with anyio.create_task_group() as group:
             for _ in range(8):
-                group.start_soon(resources.quotas.record_turn, finished)
+                group.start_soon(count_one)
         used = await usage(client, account)
         assert used["messages"] == {"used": 8, "limit": 500, "remaining": 492}
         assert used["tokens"]["used"] == 80  # type: ignore[index]

@@ -38,3 +38,13 @@ class TestReplayStore:
             for _ in range(20):
                 group.start_soon(claim)
         assert results.count(True) == 1
+
+
+class TestMemoryReplayStoreExpiry:
+    async def test_expired_claims_are_forgotten_in_order(self) -> None:
+        store = MemoryReplayStore()
+        assert await store.claim("old", 0) is True
+        assert await store.claim("old", 60) is True  # the zero-TTL claim has expired
+        assert await store.claim("old", 60) is False
+        for n in range(5000):
+            assert await store.claim(f"t{n}", 60) is True

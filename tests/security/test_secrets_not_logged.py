@@ -86,8 +86,13 @@ def exercise(server: str, caplog: pytest.LogCaptureFixture) -> None:
         for record in caplog.records
         if not record.name.startswith(CLIENT_LOGGERS)
     ]
-    access = [line for line in server_lines if "POST /api/v1/auth/login" in line]
+    # uvicorn's access log ('"POST /path HTTP/1.1" status') and ours (mongars.access).
+    access = [line for line in server_lines if '"POST /api/v1/auth/login HTTP' in line]
     assert len(access) == 3, "the access log was not captured"
+    ours = [
+        r for r in caplog.records if r.name == "mongars.access" and "auth/login" in r.msg % r.args
+    ]
+    assert len(ours) == 3, "monGARS's access log was not captured"
     text = "\n".join(server_lines)
     for secret in secrets:
         assert secret not in text

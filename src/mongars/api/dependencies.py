@@ -19,6 +19,7 @@ from mongars.config import Settings
 from mongars.core.authentication import Principal, require_admin
 from mongars.core.errors import MongarsError
 from mongars.db.tables import User
+from mongars.observability.http import note_user
 from mongars.resources import Resources
 
 
@@ -63,7 +64,9 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
 async def get_principal(
     credential: Annotated[str | None, Depends(_bearer)], db: DbSession, resources: ResourcesDep
 ) -> Principal:
-    return await resources.authenticator.authenticate(db, credential)
+    principal = await resources.authenticator.authenticate(db, credential)
+    note_user(principal.user.id)  # the access log's hashed user
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

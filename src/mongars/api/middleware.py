@@ -45,19 +45,26 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies over the cap with 413, whether or not Content-Length is honest."""
+    """Refuse request bodies over the cap with 413, whether or not Content-Length is honest.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    ``route_limits`` gives exact paths (document uploads) a cap of their own instead.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, route_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.route_limits = route_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.route_limits.get(scope["path"], self.max_body_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
 
         received = 0
@@ -68,8 +75,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -82,12 +89,12 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
-                "detail": f"The request body is larger than {self.max_body_bytes} bytes.",
+                "detail": f"The request body is larger than {limit} bytes.",
                 "code": "payload_too_large",
                 "request_id": request_id_var.get(),
             }

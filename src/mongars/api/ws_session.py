@@ -13,7 +13,6 @@ frame and the connection lives on.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from typing import Any
@@ -27,7 +26,6 @@ from mongars.api.schemas.chat import ChatRequest
 from mongars.api.schemas.history import HistoryItem
 from mongars.api.schemas.ws import CancelData, ClientFrame, ResumeData
 from mongars.core.authentication import Principal
-from mongars.core.chat.service import TurnRequest
 from mongars.core.errors import MongarsError, NotFound
 from mongars.core.streams import StreamReader
 from mongars.core.ws_connections import OVERFLOW_CLOSE_CODE, OVERFLOW_REASON, Connection, frame
@@ -84,7 +82,7 @@ class WsSession:
     async def _send_loop(self) -> None:
         try:
             async for message in self.connection.outbox:
-                await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+                await self.websocket.send_text(message)
         except (WebSocketDisconnect, OSError, RuntimeError):
             self.peer_gone = True
             self._stop(NORMAL_CLOSE, "")
@@ -115,11 +113,13 @@ class WsSession:
                 "max_frame_bytes": self.settings.ws_max_frame_bytes,
             },
         )
-        async with self.resources.sessions() as db:
-            page = await self.resources.history.history(
-                db, self.user, limit=max(1, self.settings.ws_history_turns)
-            )
-        turns = page.turns if self.settings.ws_history_turns else []
+        turns = []
+        if self.settings.ws_history_turns:
+            async with self.resources.sessions() as db:
+                page = await self.resources.history.history(
+                    db, self.user, limit=self.settings.ws_history_turns
+                )
+            turns = page.turns
         self._send(
             "history.snapshot",
             {"turns": [HistoryItem.from_turn(t).model_dump(mode="json") for t in turns]},
@@ -214,7 +214,7 @@ class WsSession:
             turn = await self.resources.chat.prepare(
                 db,
                 self.user,
-                TurnRequest(message=body.message, conversation_id=body.conversation_id),
+                body.turn_request(),
             )
             await db.commit()  # the question is stored: the turn is acknowledged
         stream = self.resources.chat.launch(turn)
@@ -246,6 +246,7 @@ class WsSession:
         target = ResumeData.model_validate(client.data)
         stream = await self.resources.streams.get(target.stream_id, self.user.id)
         await stream.ensure_resumable(target.after_seq)
+        self.resources.metrics.stream_resumes.labels("ws").inc()
         self._send("ack", {"ref": client.id, "stream_id": stream.id, "after_seq": target.after_seq})
         self._follow(stream, after=target.after_seq)
 

@@ -16,11 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mongars.config import QuotaSettings
-from mongars.core.chat.service import TurnFinished
 from mongars.core.errors import RateLimited
 from mongars.core.ratelimit.rejects import RejectLog
 from mongars.db.base import utcnow
@@ -116,25 +114,17 @@ class QuotaService:
         )
         return await self.report(db, user.id)
 
-    async def record_turn(self, finished: TurnFinished) -> None:
-        """A ``ChatService`` listener: count a finished turn against its day."""
-        message = finished.message
-        if message.status == "error":
-            return
-        try:
-            async with self.sessions() as db:
-                await UsageRepository(db).add(
-                    finished.user_id,
-                    self.clock().date(),
-                    messages=1,
-                    prompt_tokens=message.prompt_tokens or 0,
-                    completion_tokens=message.completion_tokens or 0,
-                )
-                await db.commit()
-        except (DBAPIError, OSError) as exc:
-            # The turn is stored; only its accounting is lost (the user was deleted meanwhile,
-            # or the database went away). Never worth failing the turn for.
-            logger.warning("usage of turn %s not counted: %s", message.id, type(exc).__name__)
+    async def count_turn(
+        self, db: AsyncSession, user_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Count one answered turn in the caller's transaction (``ChatService.accounting``)."""
+        await UsageRepository(db).add(
+            user_id,
+            self.clock().date(),
+            messages=1,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
 
     def _report(self, standing: Standing, now: datetime) -> UsageReport:
         today = now.date()

@@ -203,7 +203,10 @@ class StreamHub:
         owner_id: uuid.UUID,
         conversation_id: uuid.UUID,
         run: Callable[[Stream], Awaitable[None]],
+        resumable: bool = True,
     ) -> Stream:
+        """``resumable=False``: nobody can ask for this stream again (a whole-answer turn never
+        tells its id), so it is neither retained after it ends nor mirrored to Redis."""
         self._sweep()
         stream = Stream(
             id=uuid.uuid4().hex,
@@ -211,9 +214,10 @@ class StreamHub:
             conversation_id=conversation_id,
             buffer_events=self._buffer_events,
         )
-        self._streams[stream.id] = stream
         self._running[stream.id] = stream
-        if self._mirror is not None:
+        if resumable:
+            self._streams[stream.id] = stream
+        if resumable and self._mirror is not None:
             self._task_group.start_soon(self._mirror.copy, stream, name=f"mirror {stream.id}")
         self._task_group.start_soon(self._run, stream, run, name=f"generation {stream.id}")
         return stream
@@ -226,7 +230,8 @@ class StreamHub:
         finally:
             stream.finish()
             self._running.pop(stream.id, None)
-            self._ended.append((time.monotonic(), stream.id))
+            if stream.id in self._streams:
+                self._ended.append((time.monotonic(), stream.id))
 
     async def get(self, stream_id: str, owner_id: uuid.UUID) -> StreamReader:
         stream: StreamReader | None = self._streams.get(stream_id)

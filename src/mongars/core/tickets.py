@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -45,14 +46,18 @@ class ReplayStore(Protocol):
 class MemoryReplayStore:
     def __init__(self) -> None:
         self._claimed: dict[str, float] = {}
+        # Claims in the order they expire (one TTL for all), so forgetting expired ones is a
+        # pop from the left, not a rebuild of the whole table on every claim.
+        self._expiry: deque[tuple[float, str]] = deque()
 
     async def claim(self, ticket_id: str, ttl_seconds: int) -> bool:
         now = time.monotonic()
-        if len(self._claimed) > 1024:  # forget tickets that have expired anyway
-            self._claimed = {k: until for k, until in self._claimed.items() if until > now}
-        if self._claimed.get(ticket_id, 0.0) > now:
+        while self._expiry and self._expiry[0][0] <= now:
+            self._claimed.pop(self._expiry.popleft()[1], None)
+        if ticket_id in self._claimed:
             return False
         self._claimed[ticket_id] = now + ttl_seconds
+        self._expiry.append((now + ttl_seconds, ticket_id))
         return True
 
 

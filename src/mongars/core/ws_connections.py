@@ -13,6 +13,7 @@ refilled at ``ws_rate_limit_per_second``), kept per replica.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -25,6 +26,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 OVERFLOW_CLOSE_CODE = 1013
 OVERFLOW_REASON = "send queue full: reconnect and resume"
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
 
 
 def frame(type_: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -64,9 +69,10 @@ class Connection:
     def __init__(self, user_id: uuid.UUID, queue_size: int) -> None:
         self.id = uuid.uuid4().hex
         self.user_id = user_id
-        self._send: MemoryObjectSendStream[dict[str, Any]]
-        self.outbox: MemoryObjectReceiveStream[dict[str, Any]]
-        self._send, self.outbox = anyio.create_memory_object_stream[dict[str, Any]](queue_size)
+        # Serialized frames: a frame fanned out to many sockets is encoded once, not per socket.
+        self._send: MemoryObjectSendStream[str]
+        self.outbox: MemoryObjectReceiveStream[str]
+        self._send, self.outbox = anyio.create_memory_object_stream[str](queue_size)
         self.overflowed = anyio.Event()
         # Streams this socket follows: their completions reach it as chat.done, so the
         # user-wide chat.message for the same turn is not sent to it again.
@@ -74,12 +80,12 @@ class Connection:
         self.sent = 0
         self.dropped = 0
 
-    def offer(self, message: dict[str, Any]) -> bool:
+    def offer(self, message: dict[str, Any] | str) -> bool:
         if self.overflowed.is_set():
             self.dropped += 1
             return False
         try:
-            self._send.send_nowait(message)
+            self._send.send_nowait(message if isinstance(message, str) else encode(message))
         except anyio.WouldBlock:
             self.dropped += 1
             self.overflowed.set()
@@ -101,6 +107,9 @@ class ConnectionRegistry:
         self._refill = refill_per_second
         self._by_user: dict[uuid.UUID, set[Connection]] = defaultdict(set)
         self._buckets: dict[uuid.UUID, TokenBucket] = {}
+        # Frames of connections already closed, so the metrics' totals never go down.
+        self._closed_sent = 0
+        self._closed_dropped = 0
 
     def open(self, user_id: uuid.UUID) -> Connection:
         connection = Connection(user_id, self.queue_size)
@@ -109,8 +118,10 @@ class ConnectionRegistry:
 
     def discard(self, connection: Connection) -> None:
         connections = self._by_user.get(connection.user_id)
-        if connections is not None:
+        if connections is not None and connection in connections:
             connections.discard(connection)
+            self._closed_sent += connection.sent
+            self._closed_dropped += connection.dropped
             if not connections:
                 del self._by_user[connection.user_id]
                 self._buckets.pop(connection.user_id, None)
@@ -134,12 +145,22 @@ class ConnectionRegistry:
     def __len__(self) -> int:
         return sum(len(c) for c in self._by_user.values())
 
+    def frame_totals(self) -> tuple[int, int]:
+        """Frames sent and dropped on this replica since it started (for metrics)."""
+        live = [c for connections in self._by_user.values() for c in connections]
+        return (
+            self._closed_sent + sum(c.sent for c in live),
+            self._closed_dropped + sum(c.dropped for c in live),
+        )
+
     async def deliver_user_event(
         self, user_id: uuid.UUID, type_: str, data: dict[str, Any]
     ) -> None:
         """Event-bus handler: a user's event reaches each of their sockets on this replica."""
         stream_id = data.get("stream_id")
+        encoded: str | None = None
         for connection in self.connections_of(user_id):
             if type_ == "chat.message" and stream_id in connection.following:
                 continue
-            connection.offer(frame(type_, data))
+            encoded = encoded or encode(frame(type_, data))
+            connection.offer(encoded)

@@ -13,8 +13,18 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Full-text search objects are engine-specific and created by raw SQL in the migrations; the
 # models do not describe them, so schema comparison must not report them as strays.
-UNMODELLED_OBJECTS = frozenset({"ix_messages_content_tsv", "content_tsv"})
-UNMODELLED_TABLE_PREFIX = "messages_fts"
+# The same for chunks (0004), plus pgvector's column and HNSW index where the extension exists.
+UNMODELLED_OBJECTS = frozenset(
+    {
+        "ix_messages_content_tsv",
+        "content_tsv",
+        "ix_chunks_text_tsv",
+        "text_tsv",
+        "embedding_vec",
+        "ix_chunks_embedding_hnsw",
+    }
+)
+UNMODELLED_TABLE_PREFIXES = ("messages_fts", "chunks_fts")
 
 
 def include_object(
@@ -22,7 +32,7 @@ def include_object(
 ) -> bool:
     if name is None:
         return True
-    if type_ == "table" and name.startswith(UNMODELLED_TABLE_PREFIX):
+    if type_ == "table" and name.startswith(UNMODELLED_TABLE_PREFIXES):
         return False
     return name not in UNMODELLED_OBJECTS
 

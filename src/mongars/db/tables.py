@@ -7,7 +7,18 @@ import enum
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mongars.db.base import Base, new_id, utcnow
@@ -166,3 +177,53 @@ class DailyUsage(Base):
     messages: Mapped[int] = mapped_column(default=0)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DocumentStatus(enum.StrEnum):
+    READY = "ready"
+
+
+class Document(Base):
+    """An ingested file. Private to its owner, unless an administrator shared it: shared
+    documents are readable by everyone (their collection is a "shared collection")."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index("ix_documents_owner_id_collection", "owner_id", "collection"),
+        Index("ix_documents_owner_id_content_hash", "owner_id", "content_hash"),
+        Index("ix_documents_shared", "shared"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    collection: Mapped[str] = mapped_column(String(100))
+    # The file's name or path as given at ingest; re-ingesting the same path replaces it.
+    path: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(300))
+    # sha256 of the uploaded bytes: the same content is stored once per owner and collection.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.READY)
+    chunk_count: Mapped[int] = mapped_column(default=0)
+    shared: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Chunk(Base):
+    """A passage of a document and its embedding (float32, little-endian, as raw bytes).
+
+    On PostgreSQL with the ``vector`` extension, migration 0004 adds an ``embedding_vec``
+    column with an HNSW index beside it (unmodelled: the models stay engine-neutral)."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_document_id_ordinal", "document_id", "ordinal"),)
+
+    # INTEGER on SQLite so that it aliases the rowid FTS5 joins on (see MessageId).
+    id: Mapped[int] = mapped_column(MessageId, primary_key=True, autoincrement=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    ordinal: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int]
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)

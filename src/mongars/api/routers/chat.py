@@ -14,7 +14,6 @@ from mongars.api.ratelimit import ChatQuota, ChatRateLimit, rate_limited_respons
 from mongars.api.schemas.chat import CancelResponse, ChatRequest, ChatResponse
 from mongars.api.sse import SSE_RESPONSE_DOC, parse_last_event_id, stream_response
 from mongars.core.chat.results import TurnResult
-from mongars.core.chat.service import TurnRequest
 from mongars.core.errors import MongarsError
 from mongars.core.streams import Stream
 from mongars.db.tables import User
@@ -25,14 +24,14 @@ router = APIRouter(tags=["chat"])
 TURN_FAILURES = {**responses(401, 404, 413, 502, 503, 504), **rate_limited_response(quota=True)}
 
 
-async def begin_turn(db: DbSession, resources: Resources, user: User, body: ChatRequest) -> Stream:
-    turn = await resources.chat.prepare(
-        db, user, TurnRequest(message=body.message, conversation_id=body.conversation_id)
-    )
+async def begin_turn(
+    db: DbSession, resources: Resources, user: User, body: ChatRequest, *, resumable: bool
+) -> Stream:
+    turn = await resources.chat.prepare(db, user, body.turn_request())
     # The question is stored: the turn is acknowledged. Commit now, before generating, so the
     # generation's own transaction can complete the answer row whatever happens to this request.
     await db.commit()
-    return resources.chat.launch(turn)
+    return resources.chat.launch(turn, resumable=resumable)
 
 
 @router.post("/api/v1/conversation/chat", responses=TURN_FAILURES)
@@ -45,7 +44,7 @@ async def chat(
     resources: ResourcesDep,
 ) -> ChatResponse:
     """Send a message and get the whole answer once it is generated and stored."""
-    stream = await begin_turn(db, resources, user, body)
+    stream = await begin_turn(db, resources, user, body, resumable=False)
     outcome = await stream.wait()
     if isinstance(outcome, MongarsError):
         raise outcome
@@ -68,7 +67,7 @@ async def chat_stream(
     resources: ResourcesDep,
 ) -> EventSourceResponse:
     """Send a message and receive the answer as Server-Sent Events, token by token."""
-    stream = await begin_turn(db, resources, user, body)
+    stream = await begin_turn(db, resources, user, body, resumable=True)
     return await stream_response(
         stream, after=0, keepalive_seconds=resources.settings.chat.stream_keepalive_seconds
     )
@@ -89,6 +88,7 @@ async def resume_stream(
     stream = await resources.streams.get(stream_id, user.id)
     if after is None:
         after = parse_last_event_id(last_event_id, stream.id) or 0
+    resources.metrics.stream_resumes.labels("sse").inc()
     return await stream_response(
         stream, after=after, keepalive_seconds=resources.settings.chat.stream_keepalive_seconds
     )

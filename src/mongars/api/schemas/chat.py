@@ -4,10 +4,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, Field, StringConstraints
 
 from mongars.core.chat.results import Citation, StoredMessage, TokenUsage, TurnResult
+from mongars.core.chat.service import TurnRequest
 from mongars.core.chat.speech import speech_turn
+
+RagCollection = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
 
 
 def _not_blank(value: str) -> str:
@@ -29,6 +34,24 @@ class ChatRequest(BaseModel):
         description="Continue this conversation; omit to start one. `session_id` is accepted "
         "as an alias for older clients.",
     )
+    use_rag: bool = Field(
+        default=False,
+        description="Ground the answer in your documents (and shared ones); the passages used "
+        "come back as `citations`.",
+    )
+    collections: list[RagCollection] | None = Field(
+        default=None,
+        max_length=20,
+        description="Ground the answer in these collections only (implies `use_rag`).",
+    )
+
+    def turn_request(self) -> TurnRequest:
+        return TurnRequest(
+            message=self.message,
+            conversation_id=self.conversation_id,
+            use_rag=self.use_rag,
+            collections=tuple(self.collections) if self.collections else None,
+        )
 
 
 class SpeechSegmentOut(BaseModel):

@@ -22,6 +22,14 @@ class Prompt:
     messages: list[ChatMessage]
     prompt_tokens_estimate: int
     dropped_messages: int
+    # How many of the given passages (RAG) fitted, in their order.
+    passages_used: int = 0
+
+
+PASSAGES_HEADER = (
+    "Answer from the numbered passages below when they are relevant, and cite them as [1], "
+    "[2] and so on. If they do not answer the question, say so."
+)
 
 
 def build_prompt(
@@ -32,7 +40,12 @@ def build_prompt(
     context_window: int,
     reserved_for_answer: int,
     count_tokens: Callable[[str], int],
+    passages: Sequence[str] = (),
+    passage_share: float = 0.5,
 ) -> Prompt:
+    """``passages`` (retrieved documents, best first) join the system prompt, as many as fit
+    in ``passage_share`` of the budget left after the question; history gets the rest."""
+
     def cost(text: str) -> int:
         return count_tokens(text) + PER_MESSAGE_OVERHEAD_TOKENS
 
@@ -45,6 +58,22 @@ def build_prompt(
             "Shorten the message.",
             code="prompt_too_large",
         )
+    passages_used = 0
+    if passages:
+        room = min(budget - used, int((budget - used) * passage_share))
+        spent = count_tokens(PASSAGES_HEADER)
+        blocks: list[str] = []
+        for number, passage in enumerate(passages, start=1):
+            block = f"[{number}] {passage}"
+            cost_of_block = count_tokens(block) + 1
+            if spent + cost_of_block > room:
+                break
+            spent += cost_of_block
+            blocks.append(block)
+        if blocks:
+            passages_used = len(blocks)
+            system_prompt = "\n\n".join([system_prompt, PASSAGES_HEADER, *blocks])
+            used += spent
     kept: list[ChatMessage] = []
     for pair in reversed(_pairs(history)):
         pair_cost = sum(cost(m.content) for m in pair)
@@ -60,6 +89,7 @@ def build_prompt(
         ],
         prompt_tokens_estimate=used,
         dropped_messages=len(history) - len(kept),
+        passages_used=passages_used,
     )
 
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mongars.config import ChatSettings
 from mongars.core.chat.prompt import Prompt, build_prompt
-from mongars.core.chat.results import StoredMessage, TokenUsage, TurnResult
+from mongars.core.chat.results import Citation, StoredMessage, TokenUsage, TurnResult
 from mongars.core.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -37,14 +37,18 @@ from mongars.core.errors import (
 )
 from mongars.core.llm import ChatMessage, StreamEnd, TextDelta
 from mongars.core.model_roles import ModelRoles, RoleBinding
+from mongars.core.rag.errors import RagDisabled
+from mongars.core.rag.service import RagService, SearchHit
 from mongars.core.streams import Stream, StreamHub
 from mongars.db.base import utcnow
 from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
 from mongars.db.tables import Conversation, Message, MessageRole, MessageStatus, User
+from mongars.observability import tracing
 
 logger = logging.getLogger(__name__)
 
 TITLE_LENGTH = 80
+SNIPPET_CHARS = 300
 # Retries for the final write: SQLite may be briefly locked by another writer.
 FINALIZE_ATTEMPTS = 3
 
@@ -58,15 +62,25 @@ class TurnFinished:
     user_message_id: int
     message: StoredMessage
     stream_id: str
+    # For metrics: from the turn's arrival to its first token; the backend call's duration;
+    # the domain error code when the generation failed.
+    first_token_seconds: float | None = None
+    backend_seconds: float | None = None
+    error_code: str | None = None
 
 
 TurnListener = Callable[[TurnFinished], Awaitable[None]]
+# (session, user id, prompt tokens, completion tokens), run before the answer's commit.
+UsageAccounting = Callable[[AsyncSession, uuid.UUID, int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     message: str
     conversation_id: uuid.UUID | None = None
+    # Ground the answer in the user's documents (and shared ones), or in these collections.
+    use_rag: bool = False
+    collections: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,7 @@ class PreparedTurn:
     binding: RoleBinding
     prompt: Prompt
     started: float
+    citations: list[Citation] = field(default_factory=list)
 
 
 class ChatService:
@@ -93,9 +108,13 @@ class ChatService:
         self.roles = roles
         self.streams = streams
         self.settings = settings
+        # Counts a stored answer's usage inside the answer's own transaction (quotas).
+        self.accounting: UsageAccounting | None = None
         # Called after each turn is stored (usage accounting, fan-out to the user's other
         # sockets). A failing listener is logged and never affects the turn or the others.
         self.listeners: list[TurnListener] = []
+        # Retrieval for turns with use_rag; None when RAG is off (such turns are refused).
+        self.rag: RagService | None = None
 
     async def prepare(self, db: AsyncSession, user: User, request: TurnRequest) -> PreparedTurn:
         started = time.perf_counter()
@@ -120,9 +139,19 @@ class ChatService:
                 conversation.id, limit=self.settings.history_messages, before_id=2**62
             )
             await conversations.touch(conversation.id, now)
+        hits = await self._retrieve(db, user, request)
         prompt = await anyio.to_thread.run_sync(
-            self._build_prompt, binding, history, request.message
+            self._build_prompt, binding, history, request.message, [_passage(h) for h in hits]
         )
+        citations = [
+            Citation(
+                document_id=str(hit.chunk.document_id),
+                chunk_id=str(hit.chunk.chunk_id),
+                score=hit.score,
+                snippet=hit.chunk.text[:SNIPPET_CHARS],
+            )
+            for hit in hits[: prompt.passages_used]
+        ]
         question = await messages.add(
             Message(
                 conversation_id=conversation.id,
@@ -153,10 +182,32 @@ class ChatService:
             reply_id=answer.id,
             binding=binding,
             prompt=prompt,
+            citations=citations,
             started=started,
         )
 
-    def _build_prompt(self, binding: RoleBinding, history: list[Message], message: str) -> Prompt:
+    async def _retrieve(
+        self, db: AsyncSession, user: User, request: TurnRequest
+    ) -> list[SearchHit]:
+        if not request.use_rag and not request.collections:
+            return []
+        if self.rag is None:
+            raise RagDisabled()
+        return await self.rag.search(
+            db,
+            user,
+            request.message,
+            limit=self.rag.settings.chat_top_k,
+            collections=request.collections,
+        )
+
+    def _build_prompt(
+        self,
+        binding: RoleBinding,
+        history: list[Message],
+        message: str,
+        passages: list[str] | None = None,
+    ) -> Prompt:
         # Runs in a worker thread: an exact tokenizer may be slow or blocking.
         usable = [
             ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
@@ -170,14 +221,27 @@ class ChatService:
             context_window=binding.backend.context_window,
             reserved_for_answer=binding.params.max_tokens,
             count_tokens=binding.backend.count_tokens,
+            passages=passages or (),
+            passage_share=self.rag.settings.chat_context_share if self.rag else 0.5,
         )
 
-    def launch(self, turn: PreparedTurn) -> Stream:
+    def launch(self, turn: PreparedTurn, *, resumable: bool = True) -> Stream:
+        # The generation runs in the hub's task group: its spans join the request's trace.
+        trace_parent = tracing.capture()
         return self.streams.start(
             owner_id=turn.user_id,
             conversation_id=turn.conversation_id,
-            run=lambda stream: self._generate(stream, turn),
+            run=lambda stream: self._generate_traced(stream, turn, trace_parent),
+            resumable=resumable,
         )
+
+    async def _generate_traced(
+        self, stream: Stream, turn: PreparedTurn, trace_parent: object | None
+    ) -> None:
+        backend = turn.binding.backend
+        attributes = {"mongars.stream_id": stream.id, "mongars.backend": backend.name}
+        with tracing.span("chat.turn", parent=trace_parent, attributes=attributes):
+            await self._generate(stream, turn)
 
     async def cancel(self, db: AsyncSession, user: User, conversation_id: uuid.UUID) -> list[str]:
         """Stop the conversation's running generations; their partial answers are kept."""
@@ -209,9 +273,13 @@ class ChatService:
         failure: MongarsError | None = None
         cancelled = False
         timeout = self.settings.token_timeout_seconds
+        timing = _Timing(time.perf_counter())
+        backend_span = tracing.span(
+            "chat.backend", attributes={"gen_ai.request.model": turn.binding.backend.model}
+        )
         try:
             stream_events = turn.binding.backend.stream(turn.prompt.messages, turn.binding.params)
-            async with aclosing(stream_events) as events:
+            async with aclosing(stream_events) as events, backend_span:
                 while True:
                     try:
                         with anyio.fail_after(timeout):
@@ -224,6 +292,7 @@ class ChatService:
                         break
                     if isinstance(event, TextDelta):
                         if event.text:
+                            timing.first_token = timing.first_token or time.perf_counter()
                             parts.append(event.text)
                             stream.publish("delta", {"text": event.text})
                     else:
@@ -232,7 +301,7 @@ class ChatService:
             cancelled = True
             # Finish the bookkeeping even though we were cancelled, then re-raise.
             with anyio.CancelScope(shield=True):
-                await self._finish(stream, turn, parts, end, None, cancelled)
+                await self._finish(stream, turn, parts, end, None, cancelled, timing)
             raise
         except MongarsError as exc:
             failure = exc
@@ -240,7 +309,7 @@ class ChatService:
             logger.exception("generation %s failed", stream.id)
             failure = MongarsError("The model backend failed unexpectedly.", code="backend_error")
             failure.__cause__ = exc
-        await self._finish(stream, turn, parts, end, failure, cancelled)
+        await self._finish(stream, turn, parts, end, failure, cancelled, timing)
 
     async def _finish(
         self,
@@ -250,7 +319,9 @@ class ChatService:
         end: StreamEnd | None,
         failure: MongarsError | None,
         cancelled: bool,
+        timing: _Timing,
     ) -> None:
+        backend_seconds = time.perf_counter() - timing.backend_started
         text = "".join(parts)
         if end is not None and failure is None and not cancelled:
             status, finish_reason = MessageStatus.COMPLETE, end.finish_reason
@@ -299,6 +370,11 @@ class ChatService:
                         user_message_id=turn.user_message_id,
                         message=stored,
                         stream_id=stream.id,
+                        first_token_seconds=(
+                            timing.first_token - turn.started if timing.first_token else None
+                        ),
+                        backend_seconds=backend_seconds,
+                        error_code=failure.code if failure else None,
                     )
                 )
 
@@ -347,6 +423,7 @@ class ChatService:
             confidence_source="logprobs" if confidence is not None else "unavailable",
             finish_reason=finish_reason,
             processing_time=round(elapsed, 4),
+            citations=turn.citations,
         )
         stream.outcome = result
         stream.publish("done", result.model_dump(mode="json"))
@@ -368,6 +445,15 @@ class ChatService:
                         update(Message).where(Message.id == turn.reply_id).values(**values)
                     )
                     await ConversationRepository(db).touch(turn.conversation_id, utcnow())
+                    if self.accounting is not None and values["status"] != MessageStatus.ERROR:
+                        # Usage is counted with the answer, in one commit: a client that reads
+                        # its usage after the answer sees it, and a turn costs one write less.
+                        await self.accounting(
+                            db,
+                            turn.user_id,
+                            int(values["prompt_tokens"] or 0),  # type: ignore[call-overload]
+                            int(values["completion_tokens"] or 0),  # type: ignore[call-overload]
+                        )
                     await db.commit()
                     message = await MessageRepository(db).get(turn.reply_id)
                     return StoredMessage.of(message) if message else None
@@ -376,6 +462,12 @@ class ChatService:
                 await anyio.sleep(0.2 * attempt)
         logger.error("answer %s could not be stored; it stays incomplete", turn.reply_id)
         return None
+
+
+@dataclass(slots=True)
+class _Timing:
+    backend_started: float
+    first_token: float | None = None
 
 
 def _refuse_if_circuit_open(binding: RoleBinding) -> None:
@@ -391,3 +483,9 @@ def _refuse_if_circuit_open(binding: RoleBinding) -> None:
 def _title(message: str) -> str:
     first_line = " ".join(message.split())
     return first_line if len(first_line) <= TITLE_LENGTH else first_line[: TITLE_LENGTH - 1] + "…"
+
+
+def _passage(hit: SearchHit) -> str:
+    # Labelled with its document's title, unless the passage starts with it anyway.
+    title, text = hit.chunk.title, hit.chunk.text
+    return text if text.lstrip("# ").startswith(title) else f"({title}) {text}"

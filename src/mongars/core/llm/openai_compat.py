@@ -156,9 +156,13 @@ class OpenAICompatBackend(RemoteBackend):
         try:
             async with self._http.reading():
                 async for payload in _sse_data(response.aiter_lines()):
+                    # Read on to the end of the body after [DONE]: a response closed early
+                    # cannot go back to the pool, and every turn would open a new connection.
+                    if done:
+                        continue
                     if payload.strip() == "[DONE]":
                         done = True
-                        break
+                        continue
                     chunk = self._parse_chunk(payload)
                     last = chunk
                     if _usage(chunk) is not None:
