@@ -37,7 +37,7 @@ from mongars.db.base import Base
 from mongars.db.database import create_engine
 from mongars.resources import Resources
 
-pytest_plugins = ["tests.model_fixtures"]
+pytest_plugins = ["tests.model_fixtures", "tests.ws_fixtures"]
 
 POSTGRES_URL = os.environ.get(
     "MONGARS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -129,8 +129,10 @@ def _mount_static(app: FastAPI, settings: Settings) -> None:
         app.mount("/static", StaticFiles(directory=directory), name="static")
         return
     logger.warning(
-        "No web assets at %s, so /static is not served: build them with `make static` "
-        "(or point MONGARS_STATIC_DIR at a built directory).",
+        # No build step exists yet: the web UI (and the command that builds its assets) comes
+        # with a later issue, and this message must not name a command that does not exist.
+        "No web assets at %s, so /static is not served: put built assets there or point "
+        "MONGARS_STATIC_DIR at a directory that has them.",
         directory,
     )
 

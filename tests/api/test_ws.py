@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import jwt
 import pytest
 
 from mongars.config import RateLimitSettings
 from mongars.core.llm import FakeBackend
-from mongars.core.security.secret_key import derive_key
 from tests.conftest import (
-    PASSWORD,
-    Database,
-    RunningApp,
-    empty_all_tables,
     migrated_settings,
-    reset_fake,
 )
-from tests.live_server import LiveServer, live_server, register_and_login
+from tests.live_server import LiveServer, live_server
 from tests.ws_client import close_code, get_ticket, open_socket, receive, receive_until, send
+from tests.ws_fixtures import connected, login
 
 WORDS = "one two three four five six seven eight nine ten"
-
-
-@pytest.fixture(scope="session")
-def live_ws(database: Database) -> Iterator[LiveServer]:
-    with live_server(database.settings, FakeBackend()) as server:
-        yield server
-
-
-@pytest.fixture
-async def server(live_ws: LiveServer, running_app: RunningApp) -> AsyncIterator[LiveServer]:
-    yield live_ws
-    reset_fake(live_ws.fake)
-    await empty_all_tables(running_app.resources)
-
-
-def login(server: LiveServer, name: str) -> dict[str, str]:
-    return register_and_login(server.base_url, name, PASSWORD)
-
-
-async def connected(server: LiveServer, headers: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
-    ws = await open_socket(server, await get_ticket(server, headers), **kwargs)  # type: ignore[arg-type]
-    hello = await receive(ws)
-    snapshot = await receive(ws)
-    assert (hello["type"], snapshot["type"]) == ("ws.connected", "history.snapshot")
-    return ws
 
 
 class TestConnecting:
@@ -206,59 +173,6 @@ class TestBadFrames:
         limited = [f for f in frames if f["type"] == "error"]
         assert 5 <= len(limited) <= 10
         assert all(f["data"]["code"] == "rate_limited" for f in limited)
-
-
-class TestTickets:
-    async def test_a_ticket_works_once(self, server: LiveServer) -> None:
-        ticket = await get_ticket(server, login(server, "olivia"))
-        async with await open_socket(server, ticket) as ws:
-            assert (await receive(ws))["type"] == "ws.connected"
-        async with await open_socket(server, ticket) as ws:
-            assert await close_code(ws) == (4401, "ticket_used")
-
-    async def test_missing_tampered_and_expired_tickets(
-        self, server: LiveServer, live_ws: LiveServer
-    ) -> None:
-        ticket = await get_ticket(server, login(server, "peggy"))
-        claims = jwt.decode(ticket, options={"verify_signature": False})
-        secret = "test-secret-" + "x" * 40  # tests/conftest.py make_settings
-        key = derive_key(secret.encode(), "ws-ticket")
-        past = datetime.now(UTC) - timedelta(minutes=5)
-        expired = jwt.encode(
-            {**claims, "iat": past, "exp": past + timedelta(seconds=30)}, key, "HS256"
-        )
-        head, payload, signature = ticket.split(".")
-        tampered = f"{head}.{payload}.{signature[:-4]}AAAA"
-        for candidate, reason in (
-            (None, "ticket_missing"),
-            (tampered, "ticket_invalid"),
-            (expired, "ticket_expired"),
-        ):
-            async with await open_socket(server, candidate) as ws:
-                assert await close_code(ws) == (4401, reason)
-
-    async def test_a_ticket_dies_with_its_login(self, server: LiveServer) -> None:
-        headers = login(server, "rupert")
-        ticket = await get_ticket(server, headers)
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            assert (await http.post("/api/v1/auth/logout", headers=headers)).status_code == 204
-        async with await open_socket(server, ticket) as ws:
-            assert await close_code(ws) == (4401, "ticket_revoked")
-
-    async def test_a_forbidden_origin_or_host_is_refused_before_the_ticket_is_spent(
-        self, server: LiveServer
-    ) -> None:
-        ticket = await get_ticket(server, login(server, "sybil"))
-        async with await open_socket(server, ticket, origin="https://evil.example") as ws:
-            assert await close_code(ws) == (4403, "origin_forbidden")
-        async with await open_socket(server, ticket, host_header="attacker.example") as ws:
-            assert await close_code(ws) == (4400, "host_forbidden")
-        async with await open_socket(server, ticket) as ws:  # still unused
-            assert (await receive(ws))["type"] == "ws.connected"
-
-    async def test_tickets_need_a_credential(self, server: LiveServer) -> None:
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            assert (await http.post("/api/v1/auth/ws/ticket")).status_code == 401
 
 
 class TestServerSettings:

@@ -27,11 +27,11 @@ async def test_static_files_are_served_when_built(tmp_path: Path) -> None:
     assert missing.status_code == 404
 
 
-def test_a_warning_names_the_build_command_when_absent(
+def test_a_warning_says_what_to_do_when_absent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="mongars.app"):
         app = create_app(make_settings(tmp_path, static_dir=tmp_path / "not-built"))
-    assert "make static" in caplog.text
+    assert "MONGARS_STATIC_DIR" in caplog.text
     assert str(tmp_path / "not-built") in caplog.text
     assert not any(getattr(route, "path", None) == "/static" for route in app.routes)
