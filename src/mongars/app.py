@@ -24,6 +24,7 @@ from mongars.api.routers import (
     health,
     history,
     metrics,
+    models,
     rag,
     usage,
     users,
@@ -114,6 +115,7 @@ def create_app(
         rag.router,
         ws.router,
         metrics.router,
+        models.router,
     ):
         app.include_router(router)
     _mount_static(app, settings)

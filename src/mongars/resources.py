@@ -22,6 +22,7 @@ from mongars.core.authentication import Authenticator
 from mongars.core.chat.service import ChatService, TurnFinished, TurnListener
 from mongars.core.events import EventBus
 from mongars.core.history import HistoryService
+from mongars.core.model_admin import apply_persisted_roles
 from mongars.core.model_roles import ModelRoles
 from mongars.core.quotas import QuotaService
 from mongars.core.rag.embedder import Embedder, TextEmbedder
@@ -125,6 +126,8 @@ async def open_resources(
     owns_roles = roles is None
     roles = roles or ModelRoles.from_settings(settings.llm)
     try:
+        # An administrator's run-time choices (PUT /api/v1/models/roles/{role}) outlive restarts.
+        await apply_persisted_roles(roles, settings.llm, sessions)
         # Load and warm the models before the first request, never during one.
         await roles.warm_up()
         # One embedding model per process (``embedder`` shares one, e.g. across test apps).

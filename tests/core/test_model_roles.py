@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from mongars.config import LLMSettings, RoleSettings
-from mongars.core.model_roles import ModelRoles, role_for_message
+from mongars.core.llm import FakeBackend, GenerationParams
+from mongars.core.model_roles import ModelRoles, RoleBinding, role_for_message
 
 
 class TestRoleForMessage:
@@ -43,3 +44,31 @@ class TestFromSettings:
         assert general.backend.model == "fake-echo"
         assert (coding.params.temperature, coding.params.max_tokens) == (0.1, 300)
         assert roles.for_message("```\ncode\n```").backend is coding.backend
+
+
+class TestReplace:
+    async def test_a_backend_still_serving_another_role_stays_open(self) -> None:
+        shared, new = FakeBackend(), FakeBackend(model="fake-two")
+        roles = ModelRoles.single(shared)
+        await roles.replace(RoleBinding(role="general", backend=new, params=GenerationParams()))
+        assert roles.binding("general").backend is new
+        assert roles.binding("coding").backend is shared
+        assert not shared.closed
+
+    async def test_a_backend_no_role_uses_is_kept_until_shutdown_then_closed(self) -> None:
+        old = FakeBackend()
+        roles = ModelRoles.single(old)
+        for role in ("general", "coding"):
+            await roles.replace(
+                RoleBinding(role=role, backend=FakeBackend(model="b"), params=GenerationParams())
+            )
+        assert not old.closed  # an answer started before the switch may still stream from it
+        await roles.aclose()
+        assert old.closed
+
+    async def test_a_key_already_served_is_shared(self) -> None:
+        roles = ModelRoles.from_settings(LLMSettings(backend="fake"))
+        key = ("fake", None, None, None)
+        assert roles.shared_backend(key) is roles.binding("general").backend
+        assert roles.shared_backend(("fake", None, "other", None)) is None
+        await roles.aclose()

@@ -131,3 +131,11 @@ class ContextLengthExceeded(PayloadTooLarge):
 
     code = "context_length_exceeded"
     default_detail = "The message is too long for the model's context window."
+
+
+class ModelChoiceRefused(MongarsError):
+    """A role cannot be switched to the requested backend and model (reason in ``detail``)."""
+
+    status_code = 422
+    code = "model_unavailable"
+    default_detail = "The requested model cannot serve this role."

@@ -43,8 +43,12 @@ class ResolvedRole:
     params: GenerationParams
 
     @property
-    def backend_key(self) -> tuple[str, str | None, str | None, str | None]:
+    def backend_key(self) -> BackendKey:
         return (self.backend_kind, self.base_url, self.model, self.api_key)
+
+
+# (kind, base URL, model, API key): roles with equal keys share one backend instance.
+BackendKey = tuple[str, str | None, str | None, str | None]
 
 
 def resolve_role(llm: LLMSettings, role: RoleSettings) -> ResolvedRole:
@@ -62,6 +66,25 @@ def resolve_role(llm: LLMSettings, role: RoleSettings) -> ResolvedRole:
     )
 
 
+def build_resolved_backend(llm: LLMSettings, resolved: ResolvedRole) -> ChatBackend:
+    """The backend ``resolved`` describes, with the connection settings of ``llm``."""
+    return build_backend(
+        resolved.backend_kind,  # type: ignore[arg-type]
+        base_url=resolved.base_url,
+        model=resolved.model,
+        api_key=resolved.api_key,
+        model_path=llm.model_path,
+        context_window=llm.context_window,
+        connect_timeout_seconds=llm.connect_timeout_seconds,
+        read_timeout_seconds=llm.read_timeout_seconds,
+        max_retries=llm.max_retries,
+        breaker_failure_threshold=llm.breaker_failure_threshold,
+        breaker_cooldown_seconds=llm.breaker_cooldown_seconds,
+        n_threads=llm.threads,
+        fake_token_delay_seconds=llm.fake_token_delay_seconds,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RoleBinding:
     role: Role
@@ -70,35 +93,30 @@ class RoleBinding:
 
 
 class ModelRoles:
-    def __init__(self, bindings: dict[Role, RoleBinding]) -> None:
+    def __init__(
+        self, bindings: dict[Role, RoleBinding], keys: dict[Role, BackendKey] | None = None
+    ) -> None:
         self._bindings = bindings
+        # What each role's backend was built from, when known (not for ``single``).
+        self._keys: dict[Role, BackendKey] = dict(keys or {})
+        # Backends no role uses any more: closed at shutdown, since a generation started
+        # before the switch may still be running on them.
+        self._retired: list[ChatBackend] = []
 
     @classmethod
     def from_settings(cls, llm: LLMSettings) -> ModelRoles:
-        shared: dict[tuple[str, str | None, str | None, str | None], ChatBackend] = {}
+        shared: dict[BackendKey, ChatBackend] = {}
         bindings: dict[Role, RoleBinding] = {}
+        keys: dict[Role, BackendKey] = {}
         for role in ROLES:
             resolved = resolve_role(llm, getattr(llm, role))
             backend = shared.get(resolved.backend_key)
             if backend is None:
-                backend = build_backend(
-                    resolved.backend_kind,  # type: ignore[arg-type]
-                    base_url=resolved.base_url,
-                    model=resolved.model,
-                    api_key=resolved.api_key,
-                    model_path=llm.model_path,
-                    context_window=llm.context_window,
-                    connect_timeout_seconds=llm.connect_timeout_seconds,
-                    read_timeout_seconds=llm.read_timeout_seconds,
-                    max_retries=llm.max_retries,
-                    breaker_failure_threshold=llm.breaker_failure_threshold,
-                    breaker_cooldown_seconds=llm.breaker_cooldown_seconds,
-                    n_threads=llm.threads,
-                    fake_token_delay_seconds=llm.fake_token_delay_seconds,
-                )
+                backend = build_resolved_backend(llm, resolved)
                 shared[resolved.backend_key] = backend
             bindings[role] = RoleBinding(role=role, backend=backend, params=resolved.params)
-        return cls(bindings)
+            keys[role] = resolved.backend_key
+        return cls(bindings, keys)
 
     @classmethod
     def single(cls, backend: ChatBackend, params: GenerationParams | None = None) -> ModelRoles:
@@ -111,6 +129,28 @@ class ModelRoles:
 
     def for_message(self, text: str) -> RoleBinding:
         return self._bindings[role_for_message(text)]
+
+    def shared_backend(self, key: BackendKey) -> ChatBackend | None:
+        """The backend some role already uses for ``key``, to share it rather than build one."""
+        for role, known in self._keys.items():
+            if known == key:
+                return self._bindings[role].backend
+        return None
+
+    async def replace(self, binding: RoleBinding, key: BackendKey | None = None) -> None:
+        """Serve ``binding.role`` with ``binding`` from now on (the next message sees it).
+
+        A backend no role uses any more is kept until shutdown, not closed now: answers that
+        started before the switch may still be streaming from it.
+        """
+        old = self._bindings[binding.role].backend
+        self._bindings[binding.role] = binding
+        if key is None:
+            self._keys.pop(binding.role, None)
+        else:
+            self._keys[binding.role] = key
+        if not any(b.backend is old for b in self._bindings.values()):
+            self._retired.append(old)
 
     def backends(self) -> Iterator[ChatBackend]:
         seen: set[int] = set()
@@ -126,5 +166,6 @@ class ModelRoles:
                 await warm_up()
 
     async def aclose(self) -> None:
-        for backend in self.backends():
+        for backend in [*self.backends(), *self._retired]:
             await backend.aclose()
+        self._retired.clear()

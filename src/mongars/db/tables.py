@@ -227,3 +227,18 @@ class Chunk(Base):
     text: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int]
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelRoleChoice(Base):
+    """An administrator's run-time choice of one role's model, re-applied at startup over the
+    settings (null fields: the settings' value)."""
+
+    __tablename__ = "model_roles"
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(256))
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    temperature: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
