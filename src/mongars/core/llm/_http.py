@@ -15,7 +15,7 @@ breaker and retries, so both adapters behave the same:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from mongars.core.errors import (
     ContextLengthExceeded,
     MongarsError,
 )
-from mongars.core.llm.base import estimate_tokens
+from mongars.core.llm.base import BackendHealth, estimate_tokens
 from mongars.core.llm.resilience import (
     CircuitBreaker,
     RetryableBackendError,
@@ -220,6 +220,7 @@ class RemoteBackend:
     _model: str
     _context_window: int
     _http: HttpCore
+    _health_timeout_seconds: float
 
     @property
     def model(self) -> str:
@@ -238,3 +239,27 @@ class RemoteBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def _health_from_listing(
+        self,
+        path: str,
+        *,
+        names: Callable[[Any], Iterable[str]],
+        matches: Callable[[str], bool],
+        describe: Callable[[bool], str],
+    ) -> BackendHealth:
+        """Health from the server's model listing at ``path``: reachable, and the model in it."""
+        result = await self._http.probe(path, timeout_seconds=self._health_timeout_seconds)
+        if isinstance(result, str):
+            return BackendHealth(reachable=False, model_present=None, detail=result)
+        if not result.is_success:
+            status = result.status_code
+            detail = f"GET {path} answered HTTP {status}"
+            return BackendHealth(reachable=status < 500, model_present=None, detail=detail)
+        try:
+            listed = list(names(result.json()))
+        except (ValueError, KeyError, TypeError):
+            detail = f"GET {path} sent an unexpected body"
+            return BackendHealth(reachable=True, model_present=None, detail=detail)
+        present = any(matches(name) for name in listed)
+        return BackendHealth(reachable=True, model_present=present, detail=describe(present))

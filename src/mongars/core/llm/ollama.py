@@ -153,27 +153,19 @@ class OllamaBackend(RemoteBackend):
         )
 
     async def health(self) -> BackendHealth:
-        result = await self._http.probe(_TAGS_PATH, timeout_seconds=self._health_timeout_seconds)
-        if isinstance(result, str):
-            return BackendHealth(reachable=False, model_present=None, detail=result)
-        if not result.is_success:
-            status = result.status_code
-            detail = f"GET {_TAGS_PATH} answered HTTP {status}"
-            return BackendHealth(reachable=status < 500, model_present=None, detail=detail)
-        try:
-            models = result.json()["models"]
-            names = [
+        return await self._health_from_listing(
+            _TAGS_PATH,
+            names=lambda body: [
                 str(entry.get("name") or entry.get("model"))
-                for entry in models
+                for entry in body["models"]
                 if isinstance(entry, dict)
-            ]
-        except (ValueError, KeyError, TypeError):
-            detail = f"GET {_TAGS_PATH} sent an unexpected body"
-            return BackendHealth(reachable=True, model_present=None, detail=detail)
-        present = any(_same_model(self._model, name) for name in names)
-        state = "pulled" if present else "not pulled"
-        detail = f"model {self._model!r} is {state} on the Ollama server"
-        return BackendHealth(reachable=True, model_present=present, detail=detail)
+            ],
+            matches=lambda name: _same_model(self._model, name),
+            describe=lambda present: (
+                f"model {self._model!r} is {'pulled' if present else 'not pulled'} "
+                "on the Ollama server"
+            ),
+        )
 
     def _body(
         self, messages: Sequence[ChatMessage], params: GenerationParams, *, stream: bool

@@ -191,21 +191,14 @@ class OpenAICompatBackend(RemoteBackend):
         )
 
     async def health(self) -> BackendHealth:
-        result = await self._http.probe(_MODELS_PATH, timeout_seconds=self._health_timeout_seconds)
-        if isinstance(result, str):
-            return BackendHealth(reachable=False, model_present=None, detail=result)
-        if not result.is_success:
-            status = result.status_code
-            detail = f"GET {_MODELS_PATH} answered HTTP {status}"
-            return BackendHealth(reachable=status < 500, model_present=None, detail=detail)
-        try:
-            listed = set(_model_ids(result.json()["data"]))
-        except (ValueError, KeyError, TypeError):
-            detail = f"GET {_MODELS_PATH} sent an unexpected body"
-            return BackendHealth(reachable=True, model_present=None, detail=detail)
-        present = self._model in listed
-        detail = f"model {self._model!r} is {'listed' if present else 'not listed'} by the server"
-        return BackendHealth(reachable=True, model_present=present, detail=detail)
+        return await self._health_from_listing(
+            _MODELS_PATH,
+            names=lambda body: _model_ids(body["data"]),
+            matches=lambda name: name == self._model,
+            describe=lambda present: (
+                f"model {self._model!r} is {'listed' if present else 'not listed'} by the server"
+            ),
+        )
 
     async def _post_json(
         self, messages: Sequence[ChatMessage], params: GenerationParams
