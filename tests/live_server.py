@@ -21,6 +21,7 @@ from mongars.app import create_app
 from mongars.config import Settings
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
+from mongars.core.rag.embedder import TextEmbedder
 
 
 @dataclass
@@ -36,9 +37,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(settings: Settings, fake: FakeBackend) -> Iterator[LiveServer]:
+def live_server(
+    settings: Settings, fake: FakeBackend, *, embedder: TextEmbedder | None = None
+) -> Iterator[LiveServer]:
     port = free_port()
-    app = create_app(settings, roles=ModelRoles.single(fake))
+    app = create_app(settings, roles=ModelRoles.single(fake), embedder=embedder)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)

@@ -25,6 +25,7 @@ from mongars.api.routers import (
     history,
     metrics,
     models,
+    openai_compat,
     rag,
     usage,
     users,
@@ -116,6 +117,7 @@ def create_app(
         ws.router,
         metrics.router,
         models.router,
+        openai_compat.router,
     ):
         app.include_router(router)
     _mount_static(app, settings)

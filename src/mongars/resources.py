@@ -215,6 +215,8 @@ def _announce_to_sockets(bus: EventBus) -> TurnListener:
     """Every finished turn reaches the user's sockets on every replica as ``chat.message``."""
 
     async def announce(finished: TurnFinished) -> None:
+        if finished.message is None:
+            return  # not stored: nothing the user's other sockets could show
         await bus.publish_user_event(
             finished.user_id,
             "chat.message",

@@ -104,7 +104,12 @@ def check(op: Operation, mode: str, response: httpx.Response) -> None:
     assert response.status_code < 500 or mode == "database down", (mode, str(op), response.text)
     if response.status_code >= 400 and op.path not in NOT_ENVELOPES:
         body = response.json()
-        assert {"detail", "code", "request_id"} <= set(body), (mode, str(op), body)
+        if op.path.startswith("/v1/"):
+            # The OpenAI-compatible routes answer in OpenAI's error shape.
+            assert {"message", "type", "param", "code"} <= set(body["error"]), (mode, str(op), body)
+            assert response.headers["X-Request-ID"], (mode, str(op))
+        else:
+            assert {"detail", "code", "request_id"} <= set(body), (mode, str(op), body)
 
 
 class TestEveryRoute:
@@ -161,7 +166,9 @@ class TestDatabaseDown:
                     check(op, "database down", response)
                     if op.secured or op.method != "GET":
                         assert response.status_code == 503, str(op)
-                        assert response.json()["code"] == "database_unavailable", str(op)
+                        body = response.json()
+                        code = body["error"]["code"] if op.path.startswith("/v1/") else body["code"]
+                        assert code == "database_unavailable", str(op)
                         assert response.headers["retry-after"]
 
 

@@ -72,14 +72,76 @@ def error_response(
     return response
 
 
+# The OpenAI-compatible routes answer in OpenAI's error shape, so that OpenAI clients raise
+# their own typed errors (they pick the class from the status, and show ``message``).
+OPENAI_PREFIX = "/v1/"
+_OPENAI_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorEnvelope(BaseModel):
+    error: OpenAIError
+
+
+def openai_error_response(
+    status_code: int,
+    message: str,
+    code: str,
+    headers: Mapping[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    if code == "quota_exceeded":
+        kind = "insufficient_quota"
+    elif status_code >= 500:
+        kind = "server_error"
+    else:
+        kind = _OPENAI_TYPE_BY_STATUS.get(status_code, "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    response = JSONResponse(body, status_code=status_code, headers=headers)
+    request_id = request_id_var.get()
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _reply(
+    request: Request,
+    status_code: int,
+    detail: Any,
+    code: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    if not request.url.path.startswith(OPENAI_PREFIX):
+        return error_response(status_code, detail, code, headers)
+    if isinstance(detail, list):
+        # Field errors: OpenAI answers invalid parameters with 400 and names the first one.
+        first = detail[0] if detail else {}
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(location) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        return openai_error_response(400, message, code, headers, param)
+    return openai_error_response(status_code, str(detail), code, headers)
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for a route's documented failures, all in the envelope."""
     return {status: {"model": ErrorEnvelope} for status in statuses}
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MongarsError)
-    return error_response(exc.status_code, exc.detail, exc.code, exc.headers)
+    return _reply(request, exc.status_code, exc.detail, exc.code, exc.headers)
 
 
 # FastAPI's answer to a body it could not even decode (not UTF-8, a broken form). That is a
@@ -87,16 +149,16 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 _UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY and exc.__cause__ is not None:
         error = {"type": "body_unparsable", "loc": ["body"], "msg": "The body could not be parsed."}
-        return error_response(422, [error], "validation_error")
+        return _reply(request, 422, [error], "validation_error")
     code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, exc.detail, code, exc.headers)
+    return _reply(request, exc.status_code, exc.detail, code, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {key: value for key, value in error.items() if key in ("type", "loc", "msg", "input")}
@@ -106,7 +168,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     for error in errors:
         if any("password" in str(part) for part in error.get("loc", ())):
             error.pop("input", None)
-    return error_response(422, errors, "validation_error")
+    return _reply(request, 422, errors, "validation_error")
 
 
 def is_database_outage(exc: BaseException) -> bool:
@@ -135,27 +197,27 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "loc": [],
             "msg": "A value cannot be stored (for example a NUL character in a text field).",
         }
-        return error_response(422, [refusal], "validation_error")
+        return _reply(request, 422, [refusal], "validation_error")
     if not is_database_outage(exc):
         return await _unexpected_error(request, exc)
     logger.warning("database unavailable: %s", type(exc).__name__)
     error = DatabaseUnavailable(retry_after_seconds=5)
-    return error_response(error.status_code, error.detail, error.code, error.headers)
+    return _reply(request, error.status_code, error.detail, error.code, error.headers)
 
 
-async def _redis_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("redis unavailable: %s", type(exc).__name__)
     error = ServiceUnavailable(
         "A shared service (Redis) is unavailable; try again shortly.",
         code="redis_unavailable",
         retry_after_seconds=5,
     )
-    return error_response(error.status_code, error.detail, error.code, error.headers)
+    return _reply(request, error.status_code, error.detail, error.code, error.headers)
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error (request %s)", request_id_var.get(), exc_info=exc)
-    return error_response(500, "The server hit an unexpected error.", "internal_error")
+    return _reply(request, 500, "The server hit an unexpected error.", "internal_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

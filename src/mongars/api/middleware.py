@@ -64,7 +64,7 @@ class BodySizeLimitMiddleware:
         limit = self.route_limits.get(scope["path"], self.max_body_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, limit)
+            await self._refuse(send, limit, scope["path"])
             return
 
         received = 0
@@ -89,16 +89,26 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._refuse(send, limit)
+                await self._refuse(send, limit, scope["path"])
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        body = json.dumps(
-            {
-                "detail": f"The request body is larger than {limit} bytes.",
-                "code": "payload_too_large",
-                "request_id": request_id_var.get(),
+    async def _refuse(self, send: Send, limit: int, path: str) -> None:
+        detail = f"The request body is larger than {limit} bytes."
+        envelope: dict[str, object] = {
+            "detail": detail,
+            "code": "payload_too_large",
+            "request_id": request_id_var.get(),
+        }
+        if path.startswith("/v1/"):
+            # The OpenAI-compatible routes answer in OpenAI's error shape (see api/errors.py).
+            envelope = {
+                "error": {
+                    "message": detail,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "payload_too_large",
+                }
             }
-        ).encode()
+        body = json.dumps(envelope).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -238,6 +238,8 @@ class WsSession:
             conversation_id = (
                 await self.resources.streams.get(target.stream_id, self.user.id)
             ).conversation_id
+        if conversation_id is None:
+            raise NotFound("No such stream.", code="stream_not_found")
         async with self.resources.sessions() as db:
             stopped = await self.resources.chat.cancel(db, self.user, conversation_id)
         self._send("ack", {"ref": client.id, "cancelled": stopped})

@@ -131,7 +131,7 @@ class RemoteStream:
         self._redis = redis
         self.id = stream_id
         self.owner_id = owner_id
-        self.conversation_id = conversation_id
+        self.conversation_id: uuid.UUID | None = conversation_id
         self._events, self._meta, self._lease = keys
 
     async def ensure_resumable(self, after: int) -> None:

@@ -52,7 +52,8 @@ class StreamReader(Protocol):
 
     id: str
     owner_id: uuid.UUID
-    conversation_id: uuid.UUID
+    # None for a turn that is not stored (nothing to cancel by conversation).
+    conversation_id: uuid.UUID | None
 
     async def ensure_resumable(self, after: int) -> None: ...
 
@@ -74,7 +75,7 @@ class StreamGap(MongarsError):
 class Stream:
     id: str
     owner_id: uuid.UUID
-    conversation_id: uuid.UUID
+    conversation_id: uuid.UUID | None
     buffer_events: int
     _events: deque[StreamEvent] = field(init=False)
     _next_seq: int = 1
@@ -201,7 +202,7 @@ class StreamHub:
         self,
         *,
         owner_id: uuid.UUID,
-        conversation_id: uuid.UUID,
+        conversation_id: uuid.UUID | None,
         run: Callable[[Stream], Awaitable[None]],
         resumable: bool = True,
     ) -> Stream:

@@ -157,14 +157,13 @@ class Metrics:
 
     async def record_turn(self, finished: TurnFinished) -> None:
         """A ``ChatService`` listener: one finished turn's outcome, tokens and timings."""
-        message = finished.message
-        backend = message.backend or "unknown"
-        model = message.model or "unknown"
-        self.chat_turns.labels(backend, message.status).inc()
-        if message.prompt_tokens:
-            self.tokens.labels(backend, model, "in").inc(message.prompt_tokens)
-        if message.completion_tokens:
-            self.tokens.labels(backend, model, "out").inc(message.completion_tokens)
+        backend = finished.backend or "unknown"
+        model = finished.model or "unknown"
+        self.chat_turns.labels(backend, finished.status).inc()
+        if finished.prompt_tokens:
+            self.tokens.labels(backend, model, "in").inc(finished.prompt_tokens)
+        if finished.completion_tokens:
+            self.tokens.labels(backend, model, "out").inc(finished.completion_tokens)
         if finished.first_token_seconds is not None:
             self.time_to_first_token.labels(backend, model).observe(finished.first_token_seconds)
         if finished.backend_seconds is not None:

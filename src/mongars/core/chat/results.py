@@ -69,3 +69,13 @@ class TurnResult(BaseModel):
     finish_reason: str
     processing_time: float = Field(description="Seconds from receipt to the stored answer.")
     citations: list[Citation] = Field(default_factory=list)
+
+
+class UnstoredAnswer(BaseModel):
+    """The outcome of a turn the caller asked not to store (OpenAI-compatible ``store: false``)."""
+
+    text: str
+    model: str
+    usage: TokenUsage
+    finish_reason: str
+    processing_time: float

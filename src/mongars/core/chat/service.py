@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mongars.config import ChatSettings
 from mongars.core.chat.prompt import Prompt, build_prompt
-from mongars.core.chat.results import Citation, StoredMessage, TokenUsage, TurnResult
+from mongars.core.chat.results import (
+    Citation,
+    StoredMessage,
+    TokenUsage,
+    TurnResult,
+    UnstoredAnswer,
+)
 from mongars.core.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -35,8 +41,8 @@ from mongars.core.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from mongars.core.llm import ChatMessage, StreamEnd, TextDelta
-from mongars.core.model_roles import ModelRoles, RoleBinding
+from mongars.core.llm import ChatMessage, GenerationParams, StreamEnd, TextDelta
+from mongars.core.model_roles import ModelRoles, Role, RoleBinding
 from mongars.core.rag.errors import RagDisabled
 from mongars.core.rag.service import RagService, SearchHit
 from mongars.core.streams import Stream, StreamHub
@@ -58,10 +64,16 @@ class TurnFinished:
     """Announced to every listener once an answer row is final (whatever its status)."""
 
     user_id: uuid.UUID
-    conversation_id: uuid.UUID
-    user_message_id: int
-    message: StoredMessage
+    # None for a turn the caller asked not to store (the OpenAI-compatible ``store: false``).
+    conversation_id: uuid.UUID | None
+    user_message_id: int | None
+    message: StoredMessage | None
     stream_id: str
+    status: str
+    backend: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
     # For metrics: from the turn's arrival to its first token; the backend call's duration;
     # the domain error code when the generation failed.
     first_token_seconds: float | None = None
@@ -81,14 +93,23 @@ class TurnRequest:
     # Ground the answer in the user's documents (and shared ones), or in these collections.
     use_rag: bool = False
     collections: tuple[str, ...] | None = None
+    # Set by clients that send the whole conversation each time (the OpenAI-compatible API):
+    # the earlier messages, used instead of the stored history (system messages among them
+    # replace the configured system prompt); the role to use instead of guessing it from the
+    # message; sampling parameters instead of the role's; and whether to store the turn.
+    context: tuple[ChatMessage, ...] | None = None
+    role: Role | None = None
+    params: GenerationParams | None = None
+    store: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedTurn:
     user_id: uuid.UUID
-    conversation_id: uuid.UUID
-    user_message_id: int
-    reply_id: int
+    # None, all three, when the turn is not stored.
+    conversation_id: uuid.UUID | None
+    user_message_id: int | None
+    reply_id: int | None
     binding: RoleBinding
     prompt: Prompt
     started: float
@@ -119,29 +140,17 @@ class ChatService:
     async def prepare(self, db: AsyncSession, user: User, request: TurnRequest) -> PreparedTurn:
         started = time.perf_counter()
         self.validate_message(request.message)
-        binding = self.roles.for_message(request.message)
+        binding = self._binding(request)
         _refuse_if_circuit_open(binding)
-        conversations, messages = ConversationRepository(db), MessageRepository(db)
-        now = utcnow()
-        if request.conversation_id is None:
-            conversation = await conversations.add(
-                Conversation(
-                    user_id=user.id, title=_title(request.message), created_at=now, updated_at=now
-                )
-            )
-            history: list[Message] = []
-        else:
-            found = await conversations.get_owned(request.conversation_id, user.id)
-            if found is None:
-                raise NotFound("No such conversation.", code="conversation_not_found")
-            conversation = found
-            history = await messages.recent(
-                conversation.id, limit=self.settings.history_messages, before_id=2**62
-            )
-            await conversations.touch(conversation.id, now)
+        history = await self._history(db, user, request)
         hits = await self._retrieve(db, user, request)
         prompt = await anyio.to_thread.run_sync(
-            self._build_prompt, binding, history, request.message, [_passage(h) for h in hits]
+            self._build_prompt,
+            binding,
+            history,
+            request.message,
+            [_passage(h) for h in hits],
+            _system_prompt(request.context) or self.settings.system_prompt,
         )
         citations = [
             Citation(
@@ -152,9 +161,84 @@ class ChatService:
             )
             for hit in hits[: prompt.passages_used]
         ]
+        turn = PreparedTurn(
+            user_id=user.id,
+            conversation_id=None,
+            user_message_id=None,
+            reply_id=None,
+            binding=binding,
+            prompt=prompt,
+            citations=citations,
+            started=started,
+        )
+        if not request.store:
+            return turn
+        conversation_id, question_id, reply_id = await self._store_question(
+            db, user, request, binding
+        )
+        return replace(
+            turn,
+            conversation_id=conversation_id,
+            user_message_id=question_id,
+            reply_id=reply_id,
+        )
+
+    def _binding(self, request: TurnRequest) -> RoleBinding:
+        binding = (
+            self.roles.binding(request.role)
+            if request.role is not None
+            else self.roles.for_message(request.message)
+        )
+        if request.params is not None:
+            binding = replace(binding, params=request.params)
+        return binding
+
+    async def _history(
+        self, db: AsyncSession, user: User, request: TurnRequest
+    ) -> list[ChatMessage]:
+        if request.conversation_id is None:
+            found = None
+        else:
+            found = await ConversationRepository(db).get_owned(request.conversation_id, user.id)
+            if found is None:
+                raise NotFound("No such conversation.", code="conversation_not_found")
+        if request.context is not None:
+            return [m for m in request.context if m.role != "system"]
+        if found is None:
+            return []
+        stored = await MessageRepository(db).recent(
+            found.id, limit=self.settings.history_messages, before_id=2**62
+        )
+        return [
+            ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
+            for m in stored
+            if m.role in (MessageRole.USER, MessageRole.ASSISTANT) and m.content
+        ]
+
+    async def _store_question(
+        self, db: AsyncSession, user: User, request: TurnRequest, binding: RoleBinding
+    ) -> tuple[uuid.UUID, int, int]:
+        """The question and a pending answer row (the turn is acknowledged once committed)."""
+        conversations, messages = ConversationRepository(db), MessageRepository(db)
+        now = utcnow()
+        if request.conversation_id is None:
+            conversation_id = (
+                await conversations.add(
+                    Conversation(
+                        user_id=user.id,
+                        title=_title(request.message),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            ).id
+        else:
+            # Ownership was checked when the history was read, in this transaction.
+            conversation_id = request.conversation_id
+            await conversations.touch(conversation_id, now)
         question = await messages.add(
             Message(
-                conversation_id=conversation.id,
+                conversation_id=conversation_id,
                 user_id=user.id,
                 role=MessageRole.USER,
                 content=request.message,
@@ -164,7 +248,7 @@ class ChatService:
         )
         answer = await messages.add(
             Message(
-                conversation_id=conversation.id,
+                conversation_id=conversation_id,
                 user_id=user.id,
                 role=MessageRole.ASSISTANT,
                 content="",
@@ -175,16 +259,7 @@ class ChatService:
                 created_at=now,
             )
         )
-        return PreparedTurn(
-            user_id=user.id,
-            conversation_id=conversation.id,
-            user_message_id=question.id,
-            reply_id=answer.id,
-            binding=binding,
-            prompt=prompt,
-            citations=citations,
-            started=started,
-        )
+        return conversation_id, question.id, answer.id
 
     async def _retrieve(
         self, db: AsyncSession, user: User, request: TurnRequest
@@ -204,24 +279,20 @@ class ChatService:
     def _build_prompt(
         self,
         binding: RoleBinding,
-        history: list[Message],
+        history: list[ChatMessage],
         message: str,
-        passages: list[str] | None = None,
+        passages: list[str],
+        system_prompt: str,
     ) -> Prompt:
         # Runs in a worker thread: an exact tokenizer may be slow or blocking.
-        usable = [
-            ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
-            for m in history
-            if m.role in (MessageRole.USER, MessageRole.ASSISTANT) and m.content
-        ]
         return build_prompt(
-            system_prompt=self.settings.system_prompt,
-            history=usable,
+            system_prompt=system_prompt,
+            history=history,
             message=message,
             context_window=binding.backend.context_window,
             reserved_for_answer=binding.params.max_tokens,
             count_tokens=binding.backend.count_tokens,
-            passages=passages or (),
+            passages=passages,
             passage_share=self.rag.settings.chat_context_share if self.rag else 0.5,
         )
 
@@ -262,7 +333,7 @@ class ChatService:
             "start",
             {
                 "stream_id": stream.id,
-                "conversation_id": str(turn.conversation_id),
+                "conversation_id": _str_or_none(turn.conversation_id),
                 "user_message_id": turn.user_message_id,
                 "message_id": turn.reply_id,
                 "model": turn.binding.backend.model,
@@ -346,23 +417,35 @@ class ChatService:
             "error": (failure.detail[:500] if failure else None),
             "completed_at": utcnow(),
         }
-        stored = await self._store_answer(turn, values)
+        outcome = _Outcome(
+            text=text,
+            status=status,
+            model=str(values["model"]),
+            end=end,
+            failure=failure,
+            usage=TokenUsage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+            finish_reason=finish_reason,
+            elapsed=elapsed,
+        )
+        if turn.reply_id is None:
+            recorded = await self._count_unstored(turn, outcome)
+            stored = None
+        else:
+            stored = await self._store_answer(turn, turn.reply_id, values)
+            recorded = stored is not None
         try:
-            self._publish_outcome(
-                stream,
-                turn,
-                stored,
-                end,
-                failure,
-                prompt_tokens,
-                completion_tokens,
-                finish_reason,
-                elapsed,
-            )
+            if turn.reply_id is None:
+                self._publish_unstored(stream, outcome)
+            else:
+                self._publish_outcome(stream, turn, stored, outcome)
         finally:
             # Listeners (usage accounting, fan-out) run after the caller has its answer.
             stream.finish()
-            if stored is not None:
+            if recorded:
                 await self._announce(
                     TurnFinished(
                         user_id=turn.user_id,
@@ -370,6 +453,11 @@ class ChatService:
                         user_message_id=turn.user_message_id,
                         message=stored,
                         stream_id=stream.id,
+                        status=status,
+                        backend=turn.binding.backend.name,
+                        model=outcome.model,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
                         first_token_seconds=(
                             timing.first_token - turn.started if timing.first_token else None
                         ),
@@ -379,16 +467,7 @@ class ChatService:
                 )
 
     def _publish_outcome(
-        self,
-        stream: Stream,
-        turn: PreparedTurn,
-        stored: StoredMessage | None,
-        end: StreamEnd | None,
-        failure: MongarsError | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        finish_reason: str,
-        elapsed: float,
+        self, stream: Stream, turn: PreparedTurn, stored: StoredMessage | None, outcome: _Outcome
     ) -> None:
         if stored is None:
             error = MongarsError(
@@ -398,6 +477,7 @@ class ChatService:
             stream.outcome = error
             stream.publish("error", {"code": error.code, "detail": error.detail})
             return
+        failure = outcome.failure
         if failure is not None:
             stream.outcome = failure
             stream.publish(
@@ -409,24 +489,57 @@ class ChatService:
                 },
             )
             return
-        confidence = end.confidence if end else None
+        assert turn.conversation_id is not None
+        assert turn.user_message_id is not None
+        confidence = outcome.end.confidence if outcome.end else None
         result = TurnResult(
             conversation_id=turn.conversation_id,
             user_message_id=turn.user_message_id,
             message=stored,
-            usage=TokenUsage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt_tokens + completion_tokens,
-            ),
+            usage=outcome.usage,
             confidence=confidence if confidence is not None else 0.5,
             confidence_source="logprobs" if confidence is not None else "unavailable",
-            finish_reason=finish_reason,
-            processing_time=round(elapsed, 4),
+            finish_reason=outcome.finish_reason,
+            processing_time=round(outcome.elapsed, 4),
             citations=turn.citations,
         )
         stream.outcome = result
         stream.publish("done", result.model_dump(mode="json"))
+
+    def _publish_unstored(self, stream: Stream, outcome: _Outcome) -> None:
+        if outcome.failure is not None:
+            stream.outcome = outcome.failure
+            failure = outcome.failure
+            stream.publish("error", {"code": failure.code, "detail": failure.detail})
+            return
+        answer = UnstoredAnswer(
+            text=outcome.text,
+            model=outcome.model,
+            usage=outcome.usage,
+            finish_reason=outcome.finish_reason,
+            processing_time=round(outcome.elapsed, 4),
+        )
+        stream.outcome = answer
+        stream.publish("done", answer.model_dump(mode="json"))
+
+    async def _count_unstored(self, turn: PreparedTurn, outcome: _Outcome) -> bool:
+        """An unstored turn still counts against the user's quota (its own small commit)."""
+        if self.accounting is None or outcome.status == MessageStatus.ERROR:
+            return True
+        try:
+            async with self.sessions() as db:
+                await self.accounting(
+                    db,
+                    turn.user_id,
+                    outcome.usage.prompt_tokens,
+                    outcome.usage.completion_tokens,
+                )
+                await db.commit()
+        except (DBAPIError, OSError):
+            # The answer was generated and is delivered; only its count is lost. Logged loudly
+            # because quotas then under-count.
+            logger.error("usage of an unstored turn could not be counted for %s", turn.user_id)
+        return True
 
     async def _announce(self, finished: TurnFinished) -> None:
         for listener in self.listeners:
@@ -436,14 +549,21 @@ class ChatService:
                 logger.exception("turn listener %r failed", listener)
 
     async def _store_answer(
-        self, turn: PreparedTurn, values: dict[str, object]
+        self, turn: PreparedTurn, reply_id: int, values: dict[str, object]
     ) -> StoredMessage | None:
         for attempt in range(1, FINALIZE_ATTEMPTS + 1):
             try:
                 async with self.sessions() as db:
-                    await db.execute(
-                        update(Message).where(Message.id == turn.reply_id).values(**values)
-                    )
+                    # RETURNING: the stored row comes back with the update, not a read after.
+                    row = (
+                        await db.execute(
+                            update(Message)
+                            .where(Message.id == reply_id)
+                            .values(**values)
+                            .returning(Message)
+                        )
+                    ).scalar_one_or_none()
+                    assert turn.conversation_id is not None
                     await ConversationRepository(db).touch(turn.conversation_id, utcnow())
                     if self.accounting is not None and values["status"] != MessageStatus.ERROR:
                         # Usage is counted with the answer, in one commit: a client that reads
@@ -455,13 +575,26 @@ class ChatService:
                             int(values["completion_tokens"] or 0),  # type: ignore[call-overload]
                         )
                     await db.commit()
-                    message = await MessageRepository(db).get(turn.reply_id)
-                    return StoredMessage.of(message) if message else None
+                    return StoredMessage.of(row) if row is not None else None
             except (DBAPIError, OSError):
-                logger.warning("storing answer %s failed (attempt %s)", turn.reply_id, attempt)
+                logger.warning("storing answer %s failed (attempt %s)", reply_id, attempt)
                 await anyio.sleep(0.2 * attempt)
-        logger.error("answer %s could not be stored; it stays incomplete", turn.reply_id)
+        logger.error("answer %s could not be stored; it stays incomplete", reply_id)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How a generation ended, before it is stored and announced."""
+
+    text: str
+    status: MessageStatus
+    model: str
+    end: StreamEnd | None
+    failure: MongarsError | None
+    usage: TokenUsage
+    finish_reason: str
+    elapsed: float
 
 
 @dataclass(slots=True)
@@ -478,6 +611,16 @@ def _refuse_if_circuit_open(binding: RoleBinding) -> None:
             f"The {binding.role} model backend is unavailable; try again shortly.",
             retry_after_seconds=max(1, math.ceil(breaker.retry_after_seconds)),
         )
+
+
+def _system_prompt(context: tuple[ChatMessage, ...] | None) -> str | None:
+    """The client's own system messages, joined, when it sends any."""
+    parts = [m.content for m in context or () if m.role == "system" and m.content.strip()]
+    return "\n\n".join(parts) or None
+
+
+def _str_or_none(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _title(message: str) -> str:
