@@ -65,6 +65,7 @@ class RoleSettings(BaseModel):
     model: str | None = None
     api_key: SecretStr | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
 
 
@@ -90,8 +91,19 @@ class LLMSettings(BaseModel):
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     # The fake backend only (tests, benchmarks): the pause between its tokens.
     fake_token_delay_seconds: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Model profiles (TOML, see profiles.example.toml) and the one in use. Without a file the
+    # only profile is "settings": the roles below, as before.
+    profiles_file: Path | None = None
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
+    # The expected SHA-256 of a custom model_path (`mongars models provision` checks it); the
+    # shipped SmolLM2 file's digest is pinned in the code.
+    model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     general: RoleSettings = RoleSettings()
     coding: RoleSettings = RoleSettings()
+    # Served only when asked for explicitly; chat routing picks general or coding.
+    reasoning: RoleSettings = RoleSettings()
+    # The model a backend embeds with: reported and provisioned, not used by chat.
+    embedding: RoleSettings = RoleSettings()
 
 
 class ChatSettings(BaseModel):

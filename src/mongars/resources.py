@@ -23,6 +23,8 @@ from mongars.core.chat.service import ChatService, TurnFinished, TurnListener
 from mongars.core.events import EventBus
 from mongars.core.history import HistoryService
 from mongars.core.model_admin import apply_persisted_roles
+from mongars.core.model_profiles import ModelProfiles, load_profiles
+from mongars.core.model_provisioning import ModelProvisioner, announce_to_admins
 from mongars.core.model_roles import ModelRoles
 from mongars.core.quotas import QuotaService
 from mongars.core.rag.embedder import Embedder, TextEmbedder
@@ -84,6 +86,10 @@ class Resources:
     api_keys: ApiKeyService
     authenticator: Authenticator
     roles: ModelRoles
+    # The model profiles and the active one; ``profiles.llm`` is the LLM settings in effect.
+    profiles: ModelProfiles
+    # Background model pulls and checks (POST /api/v1/models/provision).
+    provisioning: ModelProvisioner
     streams: StreamHub
     chat: ChatService
     bus: EventBus
@@ -120,14 +126,16 @@ async def open_resources(
     """``roles`` replaces the backends the settings describe (embedding, tests, benchmarks);
     whoever passes them in keeps ownership and closes them."""
     account_services = build_account_services(settings)
+    # A bad profiles file or an unknown profile stops the start, naming what is wrong.
+    profiles = load_profiles(settings.llm)
     engine = create_engine(settings)
     tracing.instrument_engine(engine)
     sessions = create_session_factory(engine)
     owns_roles = roles is None
-    roles = roles or ModelRoles.from_settings(settings.llm)
+    roles = roles or ModelRoles.from_settings(profiles.llm)
     try:
         # An administrator's run-time choices (PUT /api/v1/models/roles/{role}) outlive restarts.
-        await apply_persisted_roles(roles, settings.llm, sessions)
+        await apply_persisted_roles(roles, profiles.llm, sessions)
         # Load and warm the models before the first request, never during one.
         await roles.warm_up()
         # One embedding model per process (``embedder`` shares one, e.g. across test apps).
@@ -162,6 +170,8 @@ async def open_resources(
             metrics = Metrics()
             metrics.watch(roles=roles, connections=connections, rejects=limiter.rejects)
             chat.listeners.append(metrics.record_turn)
+            provisioning = ModelProvisioner(generations, profiles.llm)
+            provisioning.listeners.append(announce_to_admins(bus, sessions))
             replay = (
                 RedisReplayStore(redis, key(settings, "ws-ticket"))
                 if redis is not None
@@ -176,6 +186,8 @@ async def open_resources(
                 api_keys=account_services.api_keys,
                 authenticator=account_services.authenticator,
                 roles=roles,
+                profiles=profiles,
+                provisioning=provisioning,
                 streams=streams,
                 chat=chat,
                 bus=bus,

@@ -80,8 +80,11 @@ class TestListing:
         admin = await accounts.create(admin=True)
         response = await client.get("/api/v1/models", headers=admin.headers)
         assert response.status_code == 200, response.text
-        roles = roles_of(response.json())
-        assert set(roles) == {"general", "coding"}
+        body = response.json()
+        assert body["active_profile"] == "settings"
+        assert [p["name"] for p in body["profiles"]] == ["settings"]
+        roles = roles_of(body)
+        assert list(roles) == ["general", "coding", "reasoning", "embedding"]
         general = roles["general"]
         assert (general["backend"], general["model"]) == ("fake", "fake-echo")
         assert set(general["parameters"]) == {"temperature", "top_p", "max_tokens"}

@@ -46,6 +46,22 @@ class TestFromSettings:
         assert roles.for_message("```\ncode\n```").backend is coding.backend
 
 
+class TestRolesChatNeverPicks:
+    def test_reasoning_and_embedding_are_served_only_by_name(self) -> None:
+        llm = LLMSettings(
+            backend="fake",
+            reasoning=RoleSettings(model="fake-thinker", top_p=0.5),
+            embedding=RoleSettings(model="fake-embedder"),
+        )
+        roles = ModelRoles.from_settings(llm)
+        assert roles.binding("reasoning").backend.model == "fake-thinker"
+        assert roles.binding("reasoning").params.top_p == 0.5
+        assert roles.binding("embedding").backend.model == "fake-embedder"
+        for text in ("Why is the sky blue? Think step by step.", "def f():\n    return 1"):
+            assert roles.for_message(text).backend.model == "fake-echo"
+        assert roles.key("reasoning") == ("fake", None, "fake-thinker", None)
+
+
 class TestReplace:
     async def test_a_backend_still_serving_another_role_stays_open(self) -> None:
         shared, new = FakeBackend(), FakeBackend(model="fake-two")

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mongars.config import BackendKind, LLMSettings
 from mongars.core.errors import ModelChoiceRefused
 from mongars.core.llm import BackendHealth, ChatBackend, GenerationParams
+from mongars.core.model_profiles import ModelProfiles
 from mongars.core.model_roles import (
     ROLES,
     ModelRoles,
@@ -49,6 +50,15 @@ def known_role(name: str) -> Role:
     raise ModelChoiceRefused(
         f"Unknown role {name!r}; the roles are {', '.join(ROLES)}.", code="unknown_role"
     )
+
+
+def known_profile(profiles: ModelProfiles, name: str) -> str:
+    if name not in profiles.profiles:
+        raise ModelChoiceRefused(
+            f"Unknown model profile {name!r}; the profiles are {', '.join(profiles.profiles)}.",
+            code="unknown_profile",
+        )
+    return name
 
 
 def _configured_keys(llm: LLMSettings) -> dict[str, str | None]:
@@ -175,4 +185,4 @@ async def apply_persisted_roles(
         await roles.replace(binding, resolved.backend_key)
 
 
-__all__ = ["RoleChoice", "apply_persisted_roles", "known_role", "switch_role"]
+__all__ = ["RoleChoice", "apply_persisted_roles", "known_profile", "known_role", "switch_role"]

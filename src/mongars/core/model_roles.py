@@ -1,8 +1,10 @@
 """Which model serves which role, and which role a message needs.
 
-Roles (``general``, ``coding``) map to a backend, a model and sampling parameters. Roles that
-resolve to the same backend configuration share one backend instance, so the embedded model is
-loaded once per process whatever the role mapping says.
+Roles (``general``, ``coding``, ``reasoning``, ``embedding``) map to a backend, a model and
+sampling parameters. Chat routing picks ``general`` or ``coding`` per message; ``reasoning`` serves
+only callers that ask for it by name, and ``embedding`` is reported and provisioned, never chatted
+with. Roles that resolve to the same backend configuration share one backend instance, so the
+embedded model is loaded once per process whatever the role mapping says.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Literal
 from mongars.config import LLMSettings, RoleSettings
 from mongars.core.llm import ChatBackend, GenerationParams, build_backend
 
-Role = Literal["general", "coding"]
-ROLES: tuple[Role, ...] = ("general", "coding")
+Role = Literal["general", "coding", "reasoning", "embedding"]
+ROLES: tuple[Role, ...] = ("general", "coding", "reasoning", "embedding")
+ChatRole = Literal["general", "coding"]
 
 # Fenced blocks, or lines that look like source code in the common languages. A heuristic: a
 # wrong guess costs only a less specialised model, never a wrong answer format.
@@ -30,7 +33,7 @@ _CODE_SIGNS = re.compile(
 )
 
 
-def role_for_message(text: str) -> Role:
+def role_for_message(text: str) -> ChatRole:
     return "coding" if _CODE_SIGNS.search(text) else "general"
 
 
@@ -60,7 +63,7 @@ def resolve_role(llm: LLMSettings, role: RoleSettings) -> ResolvedRole:
         api_key=api_key.get_secret_value() if api_key else None,
         params=GenerationParams(
             temperature=role.temperature if role.temperature is not None else llm.temperature,
-            top_p=llm.top_p,
+            top_p=role.top_p if role.top_p is not None else llm.top_p,
             max_tokens=role.max_tokens or llm.max_tokens,
         ),
     )
@@ -126,6 +129,10 @@ class ModelRoles:
 
     def binding(self, role: Role) -> RoleBinding:
         return self._bindings[role]
+
+    def key(self, role: Role) -> BackendKey | None:
+        """What ``role``'s backend was built from (None for roles given as instances)."""
+        return self._keys.get(role)
 
     def for_message(self, text: str) -> RoleBinding:
         return self._bindings[role_for_message(text)]

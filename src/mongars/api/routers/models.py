@@ -1,28 +1,34 @@
-"""Model roles at run time (admin): what serves each role, and switching a role."""
+"""Model management (admin): what serves each role, switching a role, profiles, provisioning."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response, status
 
 from mongars.api.dependencies import AdminUser, DbSession, ResourcesDep
 from mongars.api.errors import responses
 from mongars.api.schemas.models import (
     ModelsResponse,
+    ProfileOut,
+    ProvisionJobOut,
+    ProvisionRequest,
     RoleAvailability,
     RoleOut,
     RoleParameters,
+    RoleProvisionOut,
     RoleUpdate,
 )
 from mongars.core.llm import BackendHealth, ChatBackend
-from mongars.core.model_admin import RoleChoice, known_role, switch_role
+from mongars.core.model_admin import RoleChoice, known_profile, known_role, switch_role
+from mongars.core.model_profiles import ModelProfiles
+from mongars.core.model_provisioning import ProvisionJob, targets_for
 from mongars.core.model_roles import ROLES, ModelRoles
 
 router = APIRouter(tags=["models"])
 
 
-async def _describe(roles: ModelRoles) -> ModelsResponse:
+async def _describe(roles: ModelRoles, profiles: ModelProfiles) -> ModelsResponse:
     checked: dict[int, BackendHealth] = {}
     items: list[RoleOut] = []
     for role in ROLES:
@@ -50,13 +56,48 @@ async def _describe(roles: ModelRoles) -> ModelsResponse:
                 ),
             )
         )
-    return ModelsResponse(roles=items)
+    return ModelsResponse(
+        active_profile=profiles.active,
+        profiles=[
+            ProfileOut(name=name, description=profile.description)
+            for name, profile in profiles.profiles.items()
+        ],
+        roles=items,
+    )
+
+
+def _job_out(job: ProvisionJob) -> ProvisionJobOut:
+    return ProvisionJobOut(
+        id=job.id,
+        profile=job.profile,
+        force=job.force,
+        status=job.status,
+        created_at=job.created_at,
+        roles=[
+            RoleProvisionOut(
+                role=role,
+                backend=task.target.kind,
+                model=task.target.model,
+                status=task.status,
+                phase=task.phase,
+                completed_bytes=task.completed_bytes,
+                total_bytes=task.total_bytes,
+                detail=task.detail,
+                error=task.error,
+                joined=role in job.joined,
+                started_at=task.started_at,
+                finished_at=task.finished_at,
+            )
+            for role, task in job.tasks.items()
+        ],
+    )
 
 
 @router.get("/api/v1/models", responses=responses(401, 403))
 async def list_models(_admin: AdminUser, resources: ResourcesDep) -> ModelsResponse:
-    """Each role's backend, model and parameters, with live availability (admin)."""
-    return await _describe(resources.roles)
+    """The active profile, every profile, and each role's backend, model and parameters with
+    live availability (admin)."""
+    return await _describe(resources.roles, resources.profiles)
 
 
 @router.put("/api/v1/models/roles/{role}", responses=responses(401, 403, 422))
@@ -68,7 +109,8 @@ async def set_model_role(
     resources: ResourcesDep,
 ) -> ModelsResponse:
     """Switch a role's backend and model at run time, after checking the backend is reachable
-    and has the model (422 with the reason otherwise); the choice outlives restarts (admin)."""
+    and has the model (422 with the reason otherwise); the choice outlives restarts and lays
+    over the active profile (admin)."""
     choice = RoleChoice(
         role=known_role(role),
         backend=body.backend,
@@ -77,5 +119,36 @@ async def set_model_role(
         temperature=body.temperature,
         max_tokens=body.max_tokens,
     )
-    await switch_role(resources.roles, resources.settings.llm, db, choice)
-    return await _describe(resources.roles)
+    await switch_role(resources.roles, resources.profiles.llm, db, choice)
+    return await _describe(resources.roles, resources.profiles)
+
+
+@router.post(
+    "/api/v1/models/provision",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(401, 403, 422),
+)
+async def provision_models(
+    body: ProvisionRequest, _admin: AdminUser, resources: ResourcesDep, response: Response
+) -> ProvisionJobOut:
+    """Start pulling or checking the roles' models in the background: 202 with a job to poll
+    (admins' sockets also get ``model.provision.*`` events). A role already being provisioned
+    joins the running task instead of starting another (admin)."""
+    profiles = resources.profiles
+    profile = known_profile(profiles, body.profile) if body.profile else profiles.active
+    wanted = [known_role(name) for name in body.roles] if body.roles else None
+    targets = targets_for(resources.roles, profiles, wanted=wanted, profile=profile)
+    job = resources.provisioning.start(targets, force=body.force, profile=profile)
+    response.headers["Location"] = f"/api/v1/models/jobs/{job.id}"
+    return _job_out(job)
+
+
+@router.get("/api/v1/models/jobs/{job_id}", responses=responses(401, 403, 404))
+async def get_provision_job(
+    job_id: Annotated[str, Path(min_length=1, max_length=64)],
+    _admin: AdminUser,
+    resources: ResourcesDep,
+) -> ProvisionJobOut:
+    """A provisioning job's per-role progress and outcome, on the server that started it
+    (admin)."""
+    return _job_out(resources.provisioning.get(job_id))

@@ -1,4 +1,4 @@
-"""Adapter for Ollama's native HTTP API (``/api/chat``, ``/api/tags``).
+"""Adapter for Ollama's native HTTP API (``/api/chat``, ``/api/tags``, ``/api/pull``).
 
 The native API is used rather than Ollama's OpenAI shim because it reports exact token counts
 (``prompt_eval_count``, ``eval_count``) and accepts ``options.num_ctx``: we send the configured
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -33,6 +34,16 @@ from mongars.core.llm.resilience import CircuitBreaker, RetryPolicy
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 _CHAT_PATH = "/api/chat"
 _TAGS_PATH = "/api/tags"
+_PULL_PATH = "/api/pull"
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One status line of a pull, with bytes summed over every layer announced so far."""
+
+    status: str
+    completed_bytes: int
+    total_bytes: int
 
 
 def _logprobs(chunk: dict[str, Any]) -> list[float]:
@@ -166,6 +177,58 @@ class OllamaBackend(RemoteBackend):
                 "on the Ollama server"
             ),
         )
+
+    async def pull(self) -> AsyncGenerator[PullProgress, None]:
+        """Pull the model through the streaming pull API: one ``PullProgress`` per status line
+        ("pulling manifest", a layer's download, "verifying sha256 digest", ... "success").
+
+        Raises ``BackendError`` with Ollama's reason when the pull fails, before or midway.
+        """
+        response = await self._http.open(
+            "POST", _PULL_PATH, body={"model": self._model, "stream": True}
+        )
+        # Each layer (by digest) reports its own total and completed bytes.
+        layers: dict[str, tuple[int, int]] = {}
+        succeeded = False
+        try:
+            async with self._http.reading():
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    chunk = self._pull_line(line)
+                    digest, total = chunk.get("digest"), chunk.get("total")
+                    if isinstance(digest, str) and isinstance(total, int):
+                        completed = chunk.get("completed")
+                        layers[digest] = (completed if isinstance(completed, int) else 0, total)
+                    status = str(chunk.get("status") or "")
+                    yield PullProgress(
+                        status=status,
+                        completed_bytes=sum(done for done, _ in layers.values()),
+                        total_bytes=sum(total for _, total in layers.values()),
+                    )
+                    if status == "success":
+                        succeeded = True
+                        break
+        finally:
+            await response.aclose()
+        if not succeeded:
+            raise BackendError(
+                f"The Ollama backend ended the pull of {self._model!r} before it succeeded."
+            )
+
+    def _pull_line(self, line: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(line)
+        except ValueError as exc:
+            raise BackendError(
+                f"The Ollama backend sent a pull line that is not JSON: {self._http.excerpt(line)}"
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise self._malformed(chunk)
+        if "error" in chunk:
+            reason = self._http.excerpt(str(chunk["error"]))
+            raise BackendError(f"The Ollama backend failed to pull {self._model!r}: {reason}")
+        return chunk
 
     def _body(
         self, messages: Sequence[ChatMessage], params: GenerationParams, *, stream: bool
