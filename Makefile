@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench
+.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench assets browser
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,13 +32,31 @@ install: $(VENV)/.installed  ## Create .venv and install monGARS into it
 
 install-dev: $(VENV)/.installed-dev  ## Also install the test and lint tools
 
-run: install  ## Install, migrate and serve on http://127.0.0.1:8000
+# The chat page's JavaScript and CSS (web/src: markdown-it, DOMPurify, highlight.js), bundled by
+# esbuild into the package's static/ folder, which the app serves at /static. `npm ci` installs
+# exactly web/package-lock.json (versions and hashes, no registry host). No CDN at run time.
+ASSETS := src/mongars/static/web/chat.js
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(ASSETS): web/node_modules/.package-lock.json web/build.mjs $(wildcard web/src/*)
+	cd web && node build.mjs
+
+assets: $(ASSETS)  ## Build the web UI's JavaScript and CSS (needs node and npm)
+
+# The browser tests (tests/web) drive Debian's chromium; Playwright never downloads a browser.
+browser:  ## Install Debian's chromium if it is missing
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+run: install assets  ## Install, migrate and serve on http://127.0.0.1:8000
 	$(BIN)/mongars serve
 
 migrate: install  ## Bring the database schema up to date
 	$(BIN)/mongars migrate
 
-test: install-dev  ## Install what the tests need and run every test
+test: install-dev assets browser  ## Install what the tests need and run every test
 	$(BIN)/python -m pytest
 
 bench: install-dev  ## Run the benchmarks in bench/ (loopback only; installs wrk if missing)
@@ -49,13 +67,13 @@ bench: install-dev  ## Run the benchmarks in bench/ (loopback only; installs wrk
 	$(BIN)/python bench/rag.py
 
 lint: install-dev  ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests web/mongars_web
+	$(BIN)/ruff format --check src tests web/mongars_web
 	$(BIN)/mypy
 
 format: install-dev  ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests web/mongars_web
+	$(BIN)/ruff format src tests web/mongars_web
 
 clean:  ## Remove the virtualenv and caches (keeps ./var, your data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

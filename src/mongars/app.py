@@ -42,6 +42,7 @@ from mongars.core.rag.embedder import TextEmbedder
 from mongars.observability import tracing
 from mongars.observability.http import ObservabilityMiddleware
 from mongars.resources import Resources, open_resources
+from mongars.web_mount import mount_web
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -121,6 +122,8 @@ def create_app(
     ):
         app.include_router(router)
     _mount_static(app, settings)
+    # The Django chat UI answers whatever no API route matches (see web_mount).
+    mount_web(app, settings)
     if settings.otel_enabled:
         # Adds its middleware now, before the app starts (outermost: one span per request).
         tracing.setup_tracing(app, settings, span_exporter)
@@ -133,10 +136,9 @@ def _mount_static(app: FastAPI, settings: Settings) -> None:
         app.mount("/static", StaticFiles(directory=directory), name="static")
         return
     logger.warning(
-        # No build step exists yet: the web UI (and the command that builds its assets) comes
-        # with a later issue, and this message must not name a command that does not exist.
-        "No web assets at %s, so /static is not served: put built assets there or point "
-        "MONGARS_STATIC_DIR at a directory that has them.",
+        "No web assets at %s, so /static is not served and the web UI works without "
+        "JavaScript only: build them with `make assets` (run by `make run` and `make test`) "
+        "or point MONGARS_STATIC_DIR at a directory that has them.",
         directory,
     )
 

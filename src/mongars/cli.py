@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mongars import cli_models
+from mongars import cli_models, web_cli
 from mongars.config import Settings
 from mongars.core.credentials_policy import check_password, normalize_username
 from mongars.core.errors import MongarsError
@@ -73,7 +73,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the API (and, later, the web UI) with uvicorn."""
+    """Serve the API and the web UI with uvicorn."""
     import uvicorn
 
     settings = _settings()
@@ -182,6 +182,7 @@ def set_password(name: str, password_stdin: PasswordStdin = False) -> None:
 
 rag_app = typer.Typer(help="Documents for retrieval (RAG).", no_args_is_help=True)
 app.add_typer(rag_app, name="rag")
+app.command("web")(web_cli.web)
 app.add_typer(cli_models.models_app, name="models")
 
 

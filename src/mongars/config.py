@@ -229,6 +229,8 @@ class Settings(BaseSettings):
     # Built web assets, served at /static when the directory exists. Default: the package's
     # own static/ folder.
     static_dir: Path | None = None
+    # The Django chat UI at / (web/mongars_web). Off: the process serves the API only.
+    web_enabled: bool = True
 
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()

@@ -40,7 +40,7 @@ class TestRequestId:
         assert response.headers["x-request-id"] == "trace-abc.123"
 
     async def test_an_unsafe_incoming_id_is_replaced(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/nope", headers={"X-Request-ID": "<script>"})
+        response = await client.get("/api/v1/nope", headers={"X-Request-ID": "<script>"})
         assert response.headers["x-request-id"] != "<script>"
         assert response.json()["request_id"] == response.headers["x-request-id"]
 
