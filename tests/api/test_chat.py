@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from mongars.app import create_app
 from mongars.config import ChatSettings
-from mongars.core.llm import FakeBackend
-from mongars.core.model_roles import ModelRoles
+from mongars.core.llm import FakeBackend, GenerationParams
+from mongars.core.model_roles import ROLES, ModelRoles, RoleBinding
 from mongars.db.tables import Message
 from mongars.resources import Resources
 from tests.conftest import PASSWORD, Account, Accounts, migrated_settings
@@ -270,3 +270,47 @@ class TestSilentBackend:
                 assert [(turn["query"], turn["status"]) for turn in history] == [
                     ("hello?", "error")
                 ]
+
+
+class TestRoleRouting:
+    async def test_code_goes_to_coding_and_reasoning_only_when_asked(self, tmp_path: Path) -> None:
+        settings = await migrated_settings(tmp_path)
+        backends = {role: FakeBackend(model=f"{role}-model") for role in ROLES}
+        roles = ModelRoles(
+            {
+                role: RoleBinding(role=role, backend=backend, params=GenerationParams())
+                for role, backend in backends.items()
+            }
+        )
+        app = create_app(settings, roles=roles)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await client.post(
+                    "/api/v1/user/register", json={"username": "lin", "password": PASSWORD}
+                )
+                token = (
+                    await client.post("/token", data={"username": "lin", "password": PASSWORD})
+                ).json()
+                headers = {"Authorization": f"Bearer {token['access_token']}"}
+
+                async def model_for(body: dict[str, object]) -> str:
+                    response = await client.post(
+                        "/api/v1/conversation/chat", headers=headers, json=body
+                    )
+                    assert response.status_code == 200, response.text
+                    return str(response.json()["model"])
+
+                assert await model_for({"message": "Why is the sky blue?"}) == "general-model"
+                assert await model_for({"message": "def f(x):\n    return x"}) == "coding-model"
+                assert (
+                    await model_for({"message": "Why is the sky blue?", "role": "reasoning"})
+                    == "reasoning-model"
+                )
+                refused = await client.post(
+                    "/api/v1/conversation/chat",
+                    headers=headers,
+                    json={"message": "hi", "role": "embedding"},
+                )
+                assert refused.status_code == 422
+        assert backends["embedding"].requests == []

@@ -44,6 +44,11 @@ class ChatRequest(BaseModel):
         max_length=20,
         description="Ground the answer in these collections only (implies `use_rag`).",
     )
+    role: Literal["general", "coding", "reasoning"] | None = Field(
+        default=None,
+        description="The model role to answer with; by default `coding` for messages that "
+        "look like code and `general` otherwise. `reasoning` is used only when asked for.",
+    )
 
     def turn_request(self) -> TurnRequest:
         return TurnRequest(
@@ -51,6 +56,7 @@ class ChatRequest(BaseModel):
             conversation_id=self.conversation_id,
             use_rag=self.use_rag,
             collections=tuple(self.collections) if self.collections else None,
+            role=self.role,
         )
 
 
