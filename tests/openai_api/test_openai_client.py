@@ -167,6 +167,28 @@ class TestChatCompletions:
             )
         assert complete_turns() == before + 1
 
+    async def test_use_rag_grounds_the_answer_in_the_users_documents(
+        self, server: LiveServer, user: OpenAIUser
+    ) -> None:
+        fact = "The Zorblax reactor on Deck 9 runs on pressurised seawater."
+        uploaded = httpx.post(  # noqa: ASYNC210 - the server runs on its own thread
+            f"{server.base_url}/api/v1/rag/documents",
+            headers=user.headers,
+            files={"file": ("reactor.md", f"# Reactor notes\n\n{fact}\n".encode())},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        with sync_client(user) as client:
+            completion = client.chat.completions.create(
+                model="general",
+                messages=[{"role": "user", "content": "What does the Zorblax reactor run on?"}],
+                extra_body={"use_rag": True},
+            )
+        citations = completion.model_extra["mongars"]["citations"]  # type: ignore[index]
+        assert citations
+        assert citations[0]["document_id"] == uploaded.json()["document"]["id"]
+        prompt, _ = server.fake.requests[-1]
+        assert fact in prompt[0].content
+
 
 class TestAsyncAndStreaming:
     async def test_async_completion(self, server: LiveServer, user: OpenAIUser) -> None:

@@ -1022,6 +1022,17 @@ export interface components {
              * @description Tool calling is not supported.
              */
             tools?: unknown[] | null;
+            /**
+             * Use Rag
+             * @description monGARS: ground the answer in your documents (and shared ones); the passages used come back in `mongars.citations`.
+             * @default false
+             */
+            use_rag: boolean;
+            /**
+             * Collections
+             * @description monGARS: ground the answer in these collections only (implies `use_rag`).
+             */
+            collections?: string[] | null;
         };
         /** ChatRequest */
         ChatRequest: {
@@ -1585,6 +1596,11 @@ export interface components {
             conversation_id: string | null;
             /** Message Id */
             message_id: number | null;
+            /**
+             * Citations
+             * @description The passages the answer was grounded in (use_rag).
+             */
+            citations?: components["schemas"]["Citation"][];
         };
         /** OpenAIError */
         OpenAIError: {

@@ -109,6 +109,8 @@ def _turn_request(body: ChatCompletionRequest, roles: ModelRoles) -> TurnRequest
         role=role,
         params=params,
         store=body.store,
+        use_rag=body.use_rag,
+        collections=tuple(body.collections) if body.collections else None,
     )
 
 
@@ -150,12 +152,14 @@ def _completion(stream: Stream, created: int, outcome: object) -> ChatCompletion
         text, model = outcome.message.content, outcome.message.model or ""
         usage, finish = outcome.usage, outcome.finish_reason
         where = MongarsTurn(
-            conversation_id=str(outcome.conversation_id), message_id=outcome.message.id
+            conversation_id=str(outcome.conversation_id),
+            message_id=outcome.message.id,
+            citations=outcome.citations,
         )
     elif isinstance(outcome, UnstoredAnswer):
         text, model = outcome.text, outcome.model
         usage, finish = outcome.usage, outcome.finish_reason
-        where = MongarsTurn(conversation_id=None, message_id=None)
+        where = MongarsTurn(conversation_id=None, message_id=None, citations=outcome.citations)
     else:  # pragma: no cover - the service always ends a stream with one of the above
         raise TypeError(f"unexpected turn outcome {outcome!r}")
     return ChatCompletion(

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 
+from mongars.api.schemas.chat import RagCollection
+from mongars.core.chat.results import Citation
 from mongars.core.llm import ChatMessage
 
 MAX_STOP_SEQUENCES = 4
@@ -83,6 +85,17 @@ class ChatCompletionRequest(BaseModel):
     tools: list[object] | None = Field(
         default=None, max_length=0, description="Tool calling is not supported."
     )
+    # monGARS extensions (OpenAI clients send them with extra_body).
+    use_rag: bool = Field(
+        default=False,
+        description="monGARS: ground the answer in your documents (and shared ones); the "
+        "passages used come back in `mongars.citations`.",
+    )
+    collections: list[RagCollection] | None = Field(
+        default=None,
+        max_length=20,
+        description="monGARS: ground the answer in these collections only (implies `use_rag`).",
+    )
 
     def stop_sequences(self) -> list[str]:
         if self.stop is None:
@@ -112,6 +125,9 @@ class MongarsTurn(BaseModel):
 
     conversation_id: str | None
     message_id: int | None
+    citations: list[Citation] = Field(
+        default_factory=list, description="The passages the answer was grounded in (use_rag)."
+    )
 
 
 class ChatCompletion(BaseModel):

@@ -79,3 +79,4 @@ class UnstoredAnswer(BaseModel):
     usage: TokenUsage
     finish_reason: str
     processing_time: float
+    citations: list[Citation] = Field(default_factory=list)

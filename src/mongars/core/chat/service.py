@@ -439,7 +439,7 @@ class ChatService:
             recorded = stored is not None
         try:
             if turn.reply_id is None:
-                self._publish_unstored(stream, outcome)
+                self._publish_unstored(stream, turn, outcome)
             else:
                 self._publish_outcome(stream, turn, stored, outcome)
         finally:
@@ -506,7 +506,7 @@ class ChatService:
         stream.outcome = result
         stream.publish("done", result.model_dump(mode="json"))
 
-    def _publish_unstored(self, stream: Stream, outcome: _Outcome) -> None:
+    def _publish_unstored(self, stream: Stream, turn: PreparedTurn, outcome: _Outcome) -> None:
         if outcome.failure is not None:
             stream.outcome = outcome.failure
             failure = outcome.failure
@@ -518,6 +518,7 @@ class ChatService:
             usage=outcome.usage,
             finish_reason=outcome.finish_reason,
             processing_time=round(outcome.elapsed, 4),
+            citations=turn.citations,
         )
         stream.outcome = answer
         stream.publish("done", answer.model_dump(mode="json"))
