@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -25,11 +26,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from mongars.core.streams import TERMINAL_EVENTS, Stream, StreamEvent, StreamGap
+from mongars.redis_client import SOCKET_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 10
 LEASE_REFRESH_SECONDS = 3.0
+MAX_BLOCK_SECONDS = SOCKET_TIMEOUT_SECONDS / 2
 
 
 class RedisStreamMirror:
@@ -143,7 +146,11 @@ class RemoteStream:
         self, *, after: int = 0, keepalive_seconds: float | None = None
     ) -> AsyncIterator[StreamEvent | None]:
         cursor = after
-        block_ms = int((keepalive_seconds or LEASE_REFRESH_SECONDS) * 1000)
+        # Each XREAD blocks for less than the client's socket timeout, which would otherwise
+        # end a wait on a quiet stream (a slow first token, a dead generator) as if Redis had
+        # failed; keep-alives are counted in wall time across such short waits.
+        block_ms = int(min(keepalive_seconds or LEASE_REFRESH_SECONDS, MAX_BLOCK_SECONDS) * 1000)
+        quiet_since = time.monotonic()
         while True:
             # RESP2 shape (the client's default): [[key, [(entry_id, fields), ...]]]
             reply = cast(
@@ -158,6 +165,7 @@ class RemoteStream:
                     data=json.loads(fields[b"data"]),
                 )
                 cursor = event.seq
+                quiet_since = time.monotonic()
                 yield event
                 if event.type in TERMINAL_EVENTS:
                     return
@@ -172,7 +180,10 @@ class RemoteStream:
                     data=_interrupted(),
                 )
                 return
-            if keepalive_seconds is not None:
+            if keepalive_seconds is not None and (
+                time.monotonic() - quiet_since >= keepalive_seconds
+            ):
+                quiet_since = time.monotonic()
                 yield None
             await anyio.lowlevel.checkpoint()
 

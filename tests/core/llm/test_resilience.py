@@ -12,6 +12,7 @@ from mongars.core.llm import (
     RetryPolicy,
     call_with_retries,
 )
+from mongars.core.llm.resilience import GIVE_UP_RETRY_AFTER_SECONDS
 
 pytestmark = pytest.mark.anyio
 
@@ -183,10 +184,14 @@ class TestRetries:
     async def test_gives_up_after_max_retries_with_the_last_error(self) -> None:
         attempts = Attempts(*(_transient() for _ in range(5)))
 
-        with pytest.raises(RetryableBackendError):
+        with pytest.raises(BackendUnavailable) as caught:
             await call_with_retries(attempts, RetryPolicy(max_retries=2), sleep=SleepRecorder())
 
         assert attempts.calls == 3
+        # The last error, now telling the client when to try again.
+        assert isinstance(caught.value.__cause__, RetryableBackendError)
+        assert caught.value.detail == caught.value.__cause__.detail
+        assert caught.value.headers == {"Retry-After": str(GIVE_UP_RETRY_AFTER_SECONDS)}
 
     @pytest.mark.parametrize(
         "error",

@@ -147,6 +147,12 @@ class RetryPolicy:
         return ceiling / 2 + ceiling / 2 * rand
 
 
+# What a client is told to wait once the retries are spent and the backend said nothing: a
+# restarting model server is usually back within seconds; the circuit breaker gives its own,
+# longer, figure once it opens.
+GIVE_UP_RETRY_AFTER_SECONDS = 5
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -161,7 +167,12 @@ async def call_with_retries(
             return await attempt()
         except RetryableBackendError as exc:
             if retry_index >= policy.max_retries:
-                raise
+                if exc.retry_after_seconds:
+                    raise
+                # Out of retries: tell the client when to come back, as the open circuit does.
+                raise BackendUnavailable(
+                    exc.detail, retry_after_seconds=GIVE_UP_RETRY_AFTER_SECONDS
+                ) from exc
             delay = policy.delay(retry_index, rand())
             if exc.retry_after_seconds:
                 if exc.retry_after_seconds > policy.max_delay_seconds:
