@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench assets browser sdk-ts sdk-dist
+.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench cluster assets browser sdk-ts sdk-dist
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,12 +82,21 @@ migrate: install  ## Bring the database schema up to date
 test: install-dev assets browser sdk-ts  ## Install what the tests need and run every test
 	$(BIN)/python -m pytest
 
-bench: install-dev  ## Run the benchmarks in bench/ (loopback only; installs wrk if missing)
+# Full runs, one after the other (each needs both cores to itself), then one table of every
+# figure beside its baseline and target (bench/results/summary.json). Budget: 10 minutes on
+# 2 cores; the last line says how long it took.
+bench: install-dev  ## Run the benchmarks in bench/ and print the table (loopback only; installs wrk)
 	$(PIP) install -e '.[bench]'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python bench/overhead.py
-	$(BIN)/python bench/ws.py
-	$(BIN)/python bench/rag.py
+	@start=$$(date +%s) && \
+	$(BIN)/python bench/overhead.py && \
+	$(BIN)/python bench/ws.py && \
+	$(BIN)/python bench/rag.py --pgvector && \
+	$(BIN)/python bench/report.py && \
+	echo "make bench took $$(( $$(date +%s) - start )) s"
+
+cluster: install  ## Two replicas on loopback sharing PostgreSQL (127.0.0.1:5432/test) and Redis
+	$(BIN)/python -m mongars.devtools.cluster
 
 lint: install-dev  ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests web/mongars_web

@@ -1,109 +1,101 @@
 """Replicas as real server processes on loopback, sharing PostgreSQL and Redis.
 
-Each replica is ``python -m mongars serve`` with its own port, the same database (a fresh
-schema in the ``test`` database) and the same Redis key prefix, so they share exactly what
-production replicas share and nothing else.
+The processes are started by ``mongars.devtools.cluster`` (what ``make cluster`` runs); this
+module gives the tests their defaults: a fresh schema in the ``test`` database, a fresh Redis
+key prefix, the fake backend and cheap password hashing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import asyncpg
+import pytest
 
-from tests.live_server import free_port
+from mongars.devtools import cluster
+from mongars.devtools.cluster import Replica
+from tests.conftest import IN_CI
 
-POSTGRES_URL = os.environ.get(
-    "MONGARS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("MONGARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+__all__ = [
+    "POSTGRES_URL",
+    "REDIS_URL",
+    "Replica",
+    "cluster_env",
+    "fresh_schema",
+    "replicas",
+    "schema_or_skip",
+]
 
-
-@dataclass
-class Replica:
-    name: str
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+POSTGRES_URL = os.environ.get("MONGARS_TEST_POSTGRES_URL", cluster.DEFAULT_POSTGRES_URL)
+REDIS_URL = os.environ.get("MONGARS_TEST_REDIS_URL", cluster.DEFAULT_REDIS_URL)
 
 
-def cluster_env(tmp_path: Path, schema: str, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MONGARS_")}
-    return {
-        **clean,
-        "MONGARS_DATA_DIR": str(tmp_path),
-        "MONGARS_SECRET_KEY": "cluster-secret-" + "k" * 40,  # every replica signs alike
-        "MONGARS_DATABASE_URL": POSTGRES_URL,
-        "MONGARS_DATABASE_SCHEMA": schema,
-        "MONGARS_REDIS_URL": REDIS_URL,
-        "MONGARS_REDIS_KEY_PREFIX": f"mongars-test-{secrets.token_hex(4)}",
+def cluster_env(
+    tmp_path: Path,
+    schema: str,
+    *,
+    database_url: str = POSTGRES_URL,
+    redis_url: str | None = REDIS_URL,
+    **extra: str,
+) -> dict[str, str]:
+    settings = {
         "MONGARS_LLM__BACKEND": "fake",
         "MONGARS_AUTH__ARGON2_MEMORY_COST_KIB": "1024",
         "MONGARS_AUTH__ARGON2_TIME_COST": "1",
-        **extra,
+        "MONGARS_AUTH__ARGON2_PARALLELISM": "1",
+        **extra,  # a test may override any of the above
     }
+    return cluster.cluster_env(
+        tmp_path,
+        database_url=database_url,
+        schema=schema,
+        redis_url=redis_url,
+        key_prefix=f"mongars-test-{secrets.token_hex(4)}",
+        secret_key="cluster-secret-" + "k" * 40,
+        **settings,
+    )
+
+
+@contextmanager
+def fresh_schema(prefix: str) -> Iterator[str]:
+    """A new schema in the shared ``test`` database, dropped afterwards (synchronous, for
+    fixtures of synchronous tests too). Raises ``OSError``/``asyncpg.PostgresError`` when
+    PostgreSQL is unreachable."""
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        asyncio.run(_execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@contextmanager
+def schema_or_skip(prefix: str) -> Iterator[str]:
+    """``fresh_schema``, skipping the test without PostgreSQL (failing it in CI)."""
+    with ExitStack() as stack:
+        try:
+            schema = stack.enter_context(fresh_schema(prefix))
+        except (OSError, asyncpg.PostgresError) as exc:
+            if IN_CI:
+                pytest.fail(f"PostgreSQL is needed for these tests: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        yield schema
+
+
+async def _execute(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 @contextmanager
 def replicas(env: dict[str, str], count: int, tmp_path: Path) -> Iterator[list[Replica]]:
-    migrated = subprocess.run(
-        [sys.executable, "-m", "mongars", "migrate"], env=env, capture_output=True, check=False
-    )
-    assert migrated.returncode == 0, migrated.stderr.decode()
-    with ExitStack() as stack:
-        started = []
-        for index in range(count):
-            started.append(stack.enter_context(_replica(env, f"replica-{index}", tmp_path)))
-        for replica in started:
-            _wait_ready(replica)
+    with cluster.replicas(env, count, tmp_path) as started:
         yield started
-
-
-@contextmanager
-def _replica(env: dict[str, str], name: str, tmp_path: Path) -> Iterator[Replica]:
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "mongars", "serve", "--port", str(port), "--no-migrate"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield Replica(name, f"http://127.0.0.1:{port}", process, log)
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def _wait_ready(replica: Replica) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            raise AssertionError(f"{replica.name} exited:\n{replica.log.read_text()}")
-        try:
-            if httpx.get(f"{replica.base_url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{replica.name} not ready:\n{replica.log.read_text()}")
