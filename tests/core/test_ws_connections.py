@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
+import anyio.lowlevel
 
 from mongars.core.ws_connections import ConnectionRegistry, TokenBucket, frame
 
@@ -29,8 +30,35 @@ class TestOverflowPolicy:
             slow = connections.open(ALICE)
             accepted = [slow.offer(frame("chat.delta", {"n": n})) for n in range(10)]
             assert accepted == [True] * 8 + [False, False]
-            assert slow.overflowed.is_set()
+            assert slow.overflowed
             assert (slow.sent, slow.dropped) == (8, 2)
+
+    async def test_overflow_tells_the_session_once(self) -> None:
+        with registry(queue_size=8) as connections:
+            slow = connections.open(ALICE)
+            told: list[str] = []
+            slow.on_overflow = lambda: told.append("close 1013")
+            for n in range(12):
+                slow.offer(frame("chat.delta", {"n": n}))
+            assert told == ["close 1013"]
+
+    async def test_the_outbox_hands_frames_over_in_order_then_ends_when_closed(self) -> None:
+        with registry(queue_size=8) as connections:
+            connection = connections.open(ALICE)
+            received: list[str] = []
+
+            async def drain() -> None:
+                async for message in connection.outbox:
+                    received.append(json.loads(message)["data"]["n"])
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(drain)
+                for n in range(3):
+                    connection.offer(frame("chat.delta", {"n": n}))
+                    await anyio.lowlevel.checkpoint()
+                connections.discard(connection)
+            assert received == [0, 1, 2]
+            assert not connection.offer(frame("chat.delta", {"n": 3}))
 
     async def test_a_slow_consumer_does_not_delay_another_users_events(self) -> None:
         with registry(queue_size=8) as connections:

@@ -1,7 +1,8 @@
 """One WebSocket connection, from the greeting to the close.
 
 Tasks per connection: a reader (client frames, in order), a sender (drains the bounded send
-queue into the socket), a heartbeat, and one follower per stream the socket watches. The
+queue into the socket), and one follower per stream the socket watches; the heartbeat is a
+timer. The
 socket closes with 1000 at once on a client ``close`` frame, 1013 when its send queue
 overflows (see ``core.ws_connections``), 4408 when the client stops answering pings.
 
@@ -12,6 +13,7 @@ frame and the connection lives on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -56,16 +58,26 @@ class WsSession:
         self.close_with: tuple[int, str] = (NORMAL_CLOSE, "")
         self.peer_gone = False
         self._group: TaskGroup | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as group:
-            self._group = group
-            group.start_soon(self._send_loop)
-            group.start_soon(self._heartbeat)
-            group.start_soon(self._watch_overflow)
-            await self._greet()
-            await self._read_loop()
-            group.cancel_scope.cancel()
+        # The heartbeat and the overflow policy are callbacks, not tasks: with thousands of
+        # sockets open, each task per connection is kilobytes of memory (bench/ws.py).
+        self.connection.on_overflow = lambda: self._stop(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
+        loop = asyncio.get_running_loop()
+        self._heartbeat_timer = loop.call_later(
+            self.settings.ws_heartbeat_interval_seconds, self._heartbeat
+        )
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._send_loop)
+                await self._greet()
+                await self._read_loop()
+                group.cancel_scope.cancel()
+        finally:
+            self._heartbeat_timer.cancel()
+            self.connection.on_overflow = None
         if self.peer_gone:
             return
         code, reason = self.close_with
@@ -87,18 +99,14 @@ class WsSession:
             self.peer_gone = True
             self._stop(NORMAL_CLOSE, "")
 
-    async def _watch_overflow(self) -> None:
-        await self.connection.overflowed.wait()
-        self._stop(OVERFLOW_CLOSE_CODE, OVERFLOW_REASON)
-
-    async def _heartbeat(self) -> None:
+    def _heartbeat(self) -> None:
+        """Every interval: close a connection whose client went quiet, else ping it."""
         interval = self.settings.ws_heartbeat_interval_seconds
-        while True:
-            await anyio.sleep(interval)
-            if time.monotonic() - self.last_seen > self.settings.ws_heartbeat_timeout_seconds:
-                self._stop(HEARTBEAT_CLOSE, "heartbeat_timeout")
-                return
-            self.connection.offer(frame("ping", {"interval": interval}))
+        if time.monotonic() - self.last_seen > self.settings.ws_heartbeat_timeout_seconds:
+            self._stop(HEARTBEAT_CLOSE, "heartbeat_timeout")
+            return
+        self.connection.offer(frame("ping", {"interval": interval}))
+        self._heartbeat_timer = asyncio.get_running_loop().call_later(interval, self._heartbeat)
 
     def _send(self, type_: str, data: dict[str, Any] | None = None) -> None:
         self.connection.offer(frame(type_, data))

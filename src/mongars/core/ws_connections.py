@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,7 +128,9 @@ class Connection:
         self.user_id = user_id
         # Serialized frames: a frame fanned out to many sockets is encoded once, not per socket.
         self.outbox = Outbox(queue_size)
-        self.overflowed = anyio.Event()
+        self.overflowed = False
+        # Called once when the queue overflows (the session closes the socket with 1013).
+        self.on_overflow: Callable[[], None] | None = None
         # Streams this socket follows: their completions reach it as chat.done, so the
         # user-wide chat.message for the same turn is not sent to it again.
         self.following: set[str] = set()
@@ -135,14 +138,16 @@ class Connection:
         self.dropped = 0
 
     def offer(self, message: dict[str, Any] | str) -> bool:
-        if self.overflowed.is_set():
+        if self.overflowed:
             self.dropped += 1
             return False
         try:
             self.outbox.put_nowait(message if isinstance(message, str) else encode(message))
         except anyio.WouldBlock:
             self.dropped += 1
-            self.overflowed.set()
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
             return False
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return False
