@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mongars.api.request_context import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
+RAW_WEBSOCKET_SEND = "mongars.raw_websocket_send"
 # A caller's id is kept (to follow a request through a proxy chain) only if it is harmless.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -28,6 +29,10 @@ class RequestIdMiddleware:
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(request_id)
+        if scope["type"] == "websocket":
+            # The server's own send, for the frames of an accepted socket: no middleware acts
+            # on them, and a fan-out sends thousands (see api/ws_session.py).
+            scope[RAW_WEBSOCKET_SEND] = send
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from mongars.api.middleware import RAW_WEBSOCKET_SEND
 from mongars.api.schemas.chat import ChatRequest
 from mongars.api.schemas.history import HistoryItem
 from mongars.api.schemas.ws import CancelData, ClientFrame, ResumeData
@@ -92,9 +93,13 @@ class WsSession:
     # -- outgoing -----------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        # Frames go straight to the server's send (stashed by RequestIdMiddleware) rather than
+        # through Starlette's WebSocket and every middleware's wrapper: once accepted, no
+        # middleware acts on them, and at thousands of frames per fan-out the wrappers showed.
+        send = self.websocket.scope.get(RAW_WEBSOCKET_SEND) or self.websocket.send
         try:
             async for message in self.connection.outbox:
-                await self.websocket.send_text(message)
+                await send({"type": "websocket.send", "text": message})
         except (WebSocketDisconnect, OSError, RuntimeError):
             self.peer_gone = True
             self._stop(NORMAL_CLOSE, "")
