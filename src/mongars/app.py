@@ -3,6 +3,7 @@ routers; the lifespan opens every long-lived resource and closes it on shutdown.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,7 +76,14 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[LifespanState]:
         try:
             async with open_resources(settings, roles=roles, embedder=embedder) as resources:
-                yield {"resources": resources}
+                # Everything loaded so far (modules, models, Django) lives as long as the
+                # process: keep it out of the collector's scans, which otherwise grow with it
+                # and pause every request now and then.
+                gc.freeze()
+                try:
+                    yield {"resources": resources}
+                finally:
+                    gc.unfreeze()  # what this app held may be collected once it is gone
         finally:
             if settings.otel_enabled:
                 tracing.shutdown_tracing()

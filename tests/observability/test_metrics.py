@@ -168,7 +168,9 @@ class TestBoundedLabels:
             assert response.status_code == 200
             return set(parse(response.text))
 
+        # Both kinds of 404: a page the web UI does not have, and an unknown API path.
         await client.get("/no/such/path")
+        await client.get("/api/no/such/path")
         await series_keys()  # the scrape's own series exist from now on
         before = await series_keys()
         rng = random.Random(8)
