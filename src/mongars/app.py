@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Allocations before a young collection, and young (then middle) collections before an older
+# one: fewer, not longer, collector pauses while many sockets are open (bench/ws.py).
+GC_THRESHOLDS = (50_000, 20, 20)
+
 
 class LifespanState(TypedDict):
     resources: Resources
@@ -80,9 +84,14 @@ def create_app(
                 # process: keep it out of the collector's scans, which otherwise grow with it
                 # and pause every request now and then.
                 gc.freeze()
+                # Young collections every 700 allocations (CPython's default) make full ones
+                # frequent once thousands of sockets are open, each a pause of the whole loop.
+                previous_thresholds = gc.get_threshold()
+                gc.set_threshold(*GC_THRESHOLDS)
                 try:
                     yield {"resources": resources}
                 finally:
+                    gc.set_threshold(*previous_thresholds)
                     gc.unfreeze()  # what this app held may be collected once it is gone
         finally:
             if settings.otel_enabled:
