@@ -1,7 +1,9 @@
 """100 simulated users chatting for 60 s against two replicas (real ``mongars serve``
-processes on PostgreSQL and Redis, the fake backend): no 5xx, no error of any kind, and every
-acknowledged turn (a 200 with a ``message_id``) is in the database exactly once, counted with
-SQL. Loopback only; rate limits and quotas are turned off so that only faults would refuse."""
+processes on PostgreSQL and Redis, the fake backend), each user through the Python SDK
+(``mongars_sdk.AsyncClient``, one per replica): no 5xx, no error of any kind, and every
+acknowledged turn (an answer with a ``message_id``) is in the database exactly once, counted
+with SQL. Loopback only; rate limits and quotas are turned off so that only faults would
+refuse."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 import pytest
+from mongars_sdk import APIConnectionError, APIStatusError, AsyncClient
 
 from mongars.devtools.cluster import Replica
 from tests.cluster.harness import cluster_env, replicas
@@ -56,22 +59,37 @@ class Turn:
 @dataclass
 class User:
     name: str
-    headers: dict[str, str] = field(default_factory=dict)
+    clients: list[AsyncClient] = field(default_factory=list)  # one per replica
     turns: list[Turn] = field(default_factory=list)
 
 
-async def sign_up(client: httpx.AsyncClient, user: User, first: str, second: str) -> None:
-    credentials = {"username": user.name, "password": PASSWORD}
-    registered = await client.post(f"{first}/api/v1/user/register", json=credentials)
-    assert registered.status_code == 201, registered.text
-    tokens = await client.post(f"{second}/api/v1/auth/login", json=credentials)
-    assert tokens.status_code == 200, tokens.text
-    user.headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+def sdk_client(base_url: str, **credentials: str | None) -> AsyncClient:
+    # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: otherwise a
+    # turn can be sent on a connection the server is closing at that instant, which fails
+    # without the server having seen it (a race in HTTP/1.1 itself, not a fault).
+    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=1.0))
+    return AsyncClient(
+        base_url,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        max_retries=0,  # a refusal must show, not be retried away
+        transport=transport,
+        **credentials,
+    )
 
 
-async def chat_until(
-    client: httpx.AsyncClient, user: User, urls: list[str], deadline: float
-) -> None:
+async def sign_up(user: User, first: str, second: str) -> None:
+    """Register on one replica, log in on the other, and use those tokens on both."""
+    async with sdk_client(first) as registrar:
+        await registrar.register(user.name, PASSWORD)
+    on_second = sdk_client(second)
+    tokens = await on_second.login(user.name, PASSWORD)
+    on_first = sdk_client(
+        first, access_token=tokens.access_token, refresh_token=tokens.refresh_token
+    )
+    user.clients = [on_first, on_second]
+
+
+async def chat_until(user: User, deadline: float) -> None:
     """One user: a turn, then the next as soon as it is answered, alternating replicas, in
     one conversation, until the deadline. A turn started before the deadline is finished."""
     conversation_id = None
@@ -79,23 +97,17 @@ async def chat_until(
     while time.monotonic() < deadline:
         turn = Turn(message=f"{user.name} turn {n}")
         user.turns.append(turn)
-        body: dict[str, str] = {"message": turn.message}
-        if conversation_id:
-            body["conversation_id"] = conversation_id
         try:
-            response = await client.post(
-                f"{urls[n % 2]}/api/v1/conversation/chat", headers=user.headers, json=body
-            )
-        except httpx.TransportError as exc:
+            answer = await user.clients[n % 2].chat(turn.message, conversation_id=conversation_id)
+        except APIStatusError as exc:
+            turn.status, turn.error = exc.status_code, str(exc)[:300]
+            return
+        except APIConnectionError as exc:
             turn.error = f"{type(exc).__name__}: {exc}"
             return
-        turn.status = response.status_code
-        if response.status_code != 200:
-            turn.error = response.text[:300]
-            return
-        answer = response.json()
-        turn.message_id, turn.user_message_id = answer["message_id"], answer["user_message_id"]
-        conversation_id = answer["conversation_id"]
+        turn.status = 200
+        turn.message_id, turn.user_message_id = answer.message_id, answer.user_message_id
+        conversation_id = answer.conversation_id
         n += 1
 
 
@@ -106,24 +118,20 @@ class TestHundredUsersForAMinute:
         urls = [replica.base_url for replica in pair]
         prefix = f"load{uuid.uuid4().hex[:6]}"
         users = [User(f"{prefix}u{n:03d}") for n in range(USERS)]
-        # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: otherwise
-        # a turn can be sent on a connection the server is closing at that instant, which
-        # fails without the server having seen it (a race in HTTP/1.1 itself, not a fault).
-        limits = httpx.Limits(
-            max_connections=2 * USERS, max_keepalive_connections=2 * USERS, keepalive_expiry=1.0
-        )
-        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, limits=limits) as client:
+        try:
             async with anyio.create_task_group() as group:
                 for n, user in enumerate(users):
-                    group.start_soon(sign_up, client, user, urls[n % 2], urls[(n + 1) % 2])
+                    group.start_soon(sign_up, user, urls[n % 2], urls[(n + 1) % 2])
             started = time.monotonic()
             deadline = started + DURATION_SECONDS
             async with anyio.create_task_group() as group:
-                for n, user in enumerate(users):
-                    group.start_soon(
-                        chat_until, client, user, urls[n % 2 :] + urls[: n % 2], deadline
-                    )
+                for user in users:
+                    group.start_soon(chat_until, user, deadline)
             elapsed = time.monotonic() - started
+        finally:
+            for user in users:
+                for client in user.clients:
+                    await client.close()
 
         turns = [turn for user in users for turn in user.turns]
         failed = [turn for turn in turns if turn.status != 200]
