@@ -214,7 +214,9 @@ class Client:
         role: str | None = None,
     ) -> m.ChatResponse:
         """One turn, answered whole once it is generated and stored."""
-        return self._run(ep.chat(ep.chat_body(message, conversation_id, use_rag, collections, role)))
+        return self._run(
+            ep.chat(ep.chat_body(message, conversation_id, use_rag, collections, role))
+        )
 
     def chat_stream(
         self,
