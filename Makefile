@@ -99,13 +99,13 @@ cluster: install  ## Two replicas on loopback sharing PostgreSQL (127.0.0.1:5432
 	$(BIN)/python -m mongars.devtools.cluster
 
 lint: install-dev  ## ruff (lint and format check) and mypy
-	$(BIN)/ruff check src tests web/mongars_web
-	$(BIN)/ruff format --check src tests web/mongars_web
+	$(BIN)/ruff check src tests web/mongars_web sdks/python examples scripts
+	$(BIN)/ruff format --check src tests web/mongars_web sdks/python examples scripts
 	$(BIN)/mypy
 
 format: install-dev  ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests web/mongars_web
-	$(BIN)/ruff format src tests web/mongars_web
+	$(BIN)/ruff check --fix src tests web/mongars_web sdks/python examples scripts
+	$(BIN)/ruff format src tests web/mongars_web sdks/python examples scripts
 
 clean:  ## Remove the virtualenv and caches (keeps ./var, your data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
