@@ -243,3 +243,17 @@ async def _tokens_in_store(session: SessionBase) -> dict[str, Any] | None:
     current = session.__class__(session_key=session.session_key)
     tokens: dict[str, Any] | None = await current.aget(TOKENS_KEY)
     return tokens
+
+
+def plain_words(error: ApiError) -> str:
+    """The API's refusal as a sentence for the person at the keyboard."""
+    wait = f" Try again in {error.retry_after} seconds." if error.retry_after else ""
+    if error.code in ("rate_limited", "login_locked"):
+        return f"Too many requests in a short time.{wait or ' Wait a moment and try again.'}"
+    if error.code == "backend_unavailable":
+        return f"The model is not available right now.{wait or ' Try again in a moment.'}"
+    if error.code == "backend_timeout":
+        return "The model took too long to answer. Try again, perhaps with a shorter question."
+    if error.code == "quota_exceeded":
+        return f"You have used today's allowance. {error.detail}"
+    return error.detail

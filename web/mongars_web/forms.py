@@ -5,15 +5,28 @@ from __future__ import annotations
 
 from django import forms
 
-from mongars_web.api import ApiError
+from mongars_web.api import ApiError, plain_words
 
 # Field names the API uses → the form's own, for its 422 answers.
 API_FIELDS = {"old_password": "current_password", "new_password": "new_password"}
 
 
+def password_field(label: str, autocomplete: str) -> forms.CharField:
+    """Passwords are taken exactly as typed (no stripping); the API checks their length."""
+    return forms.CharField(
+        label=label,
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": autocomplete}),
+    )
+
+
 class ApiForm(forms.Form):
     def add_api_error(self, error: ApiError) -> None:
-        """Show the API's refusal on the field it names, or above the form."""
+        """Show the API's refusal on the field it names, or above the form in plain words."""
+        if not error.field_errors:
+            self.add_error(None, plain_words(error))
+            return
         placed = False
         for api_name, message in (error.field_errors or {}).items():
             name = API_FIELDS.get(api_name, api_name)
@@ -28,12 +41,7 @@ class LoginForm(ApiForm):
     username = forms.CharField(
         label="Username", max_length=64, widget=forms.TextInput(attrs={"autocomplete": "username"})
     )
-    password = forms.CharField(
-        label="Password",
-        max_length=1024,
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-    )
+    password = password_field("Password", "current-password")
 
 
 class RegisterForm(ApiForm):
@@ -43,18 +51,8 @@ class RegisterForm(ApiForm):
         help_text="Letters, digits, dots, dashes and underscores.",
         widget=forms.TextInput(attrs={"autocomplete": "username"}),
     )
-    password = forms.CharField(
-        label="Password",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password_again = forms.CharField(
-        label="Password, again",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
+    password = password_field("Password", "new-password")
+    password_again = password_field("Password, again", "new-password")
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
@@ -64,24 +62,9 @@ class RegisterForm(ApiForm):
 
 
 class ChangePasswordForm(ApiForm):
-    current_password = forms.CharField(
-        label="Current password",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-    )
-    new_password = forms.CharField(
-        label="New password",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    new_password_again = forms.CharField(
-        label="New password, again",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
+    current_password = password_field("Current password", "current-password")
+    new_password = password_field("New password", "new-password")
+    new_password_again = password_field("New password, again", "new-password")
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}

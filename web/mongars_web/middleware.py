@@ -15,8 +15,7 @@ from django.urls import reverse
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 
-from mongars_web.api import USER_KEY, ApiError, LoginRequired, connector_of
-from mongars_web.views.common import plain_words
+from mongars_web.api import USER_KEY, ApiError, LoginRequired, connector_of, plain_words
 
 Handler = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 

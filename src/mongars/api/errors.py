@@ -25,6 +25,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mongars.api.error_bodies import envelope, is_openai_path, openai_error
 from mongars.api.middleware import REQUEST_ID_HEADER
 from mongars.api.request_context import request_id_var
 from mongars.core.errors import DatabaseUnavailable, MongarsError, ServiceUnavailable
@@ -65,22 +66,11 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     request_id = request_id_var.get()
-    body = {"detail": detail, "code": code, "request_id": request_id}
+    body = envelope(detail, code)
     response = JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
     if request_id:
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
-
-
-# The OpenAI-compatible routes answer in OpenAI's error shape, so that OpenAI clients raise
-# their own typed errors (they pick the class from the status, and show ``message``).
-OPENAI_PREFIX = "/v1/"
-_OPENAI_TYPE_BY_STATUS = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 class OpenAIError(BaseModel):
@@ -101,13 +91,7 @@ def openai_error_response(
     headers: Mapping[str, str] | None = None,
     param: str | None = None,
 ) -> JSONResponse:
-    if code == "quota_exceeded":
-        kind = "insufficient_quota"
-    elif status_code >= 500:
-        kind = "server_error"
-    else:
-        kind = _OPENAI_TYPE_BY_STATUS.get(status_code, "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    body = openai_error(status_code, message, code, param)
     response = JSONResponse(body, status_code=status_code, headers=headers)
     request_id = request_id_var.get()
     if request_id:
@@ -122,7 +106,7 @@ def _reply(
     code: str,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    if not request.url.path.startswith(OPENAI_PREFIX):
+    if not is_openai_path(request.url.path):
         return error_response(status_code, detail, code, headers)
     if isinstance(detail, list):
         # Field errors: OpenAI answers invalid parameters with 400 and names the first one.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 
@@ -10,6 +9,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mongars.api.error_bodies import send_error
 from mongars.api.request_context import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -97,32 +97,11 @@ class BodySizeLimitMiddleware:
                 await self._refuse(send, limit, scope["path"])
 
     async def _refuse(self, send: Send, limit: int, path: str) -> None:
-        detail = f"The request body is larger than {limit} bytes."
-        envelope: dict[str, object] = {
-            "detail": detail,
-            "code": "payload_too_large",
-            "request_id": request_id_var.get(),
-        }
-        if path.startswith("/v1/"):
-            # The OpenAI-compatible routes answer in OpenAI's error shape (see api/errors.py).
-            envelope = {
-                "error": {
-                    "message": detail,
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "payload_too_large",
-                }
-            }
-        body = json.dumps(envelope).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_error(
+            send,
+            413,
+            f"The request body is larger than {limit} bytes.",
+            "payload_too_large",
+            {"connection": "close"},
+            path=path,
         )
-        await send({"type": "http.response.body", "body": body})

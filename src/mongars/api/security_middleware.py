@@ -7,12 +7,10 @@ itself, so that its refusals can say which check failed.
 
 from __future__ import annotations
 
-import json
-
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mongars.api.request_context import request_id_var
+from mongars.api.error_bodies import send_error
 from mongars.config import Settings
 from mongars.core.origins import host_allowed, origin_allowed
 
@@ -41,20 +39,6 @@ CORS_MAX_AGE_SECONDS = 600
 HSTS = "max-age=63072000; includeSubDomains"
 
 
-async def send_envelope(
-    send: Send, status: int, detail: str, code: str, headers: dict[str, str] | None = None
-) -> None:
-    """An error in the usual envelope, from middleware that runs outside the error handlers."""
-    body = json.dumps({"detail": detail, "code": code, "request_id": request_id_var.get()})
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body.encode()})
-
-
 class TrustedHostMiddleware:
     """400 ``host_not_allowed`` for a Host this service does not answer to (DNS rebinding)."""
 
@@ -66,7 +50,7 @@ class TrustedHostMiddleware:
         if scope["type"] == "http" and not host_allowed(
             Headers(scope=scope).get("host"), self.settings
         ):
-            await send_envelope(
+            await send_error(
                 send, 400, "This server does not answer to that Host.", "host_not_allowed"
             )
             return
@@ -107,7 +91,7 @@ class CORSMiddleware:
     async def _preflight(self, send: Send, origin: str | None, headers: Headers) -> None:
         method = headers["access-control-request-method"].upper()
         if origin is None or method not in CORS_METHODS:
-            await send_envelope(
+            await send_error(
                 send,
                 403,
                 "Cross-origin requests from this origin are not allowed.",

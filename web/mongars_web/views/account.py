@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mongars_web.api import Api, ApiError
+from mongars_web.api import Api, ApiError, plain_words
 from mongars_web.forms import ChangePasswordForm
-from mongars_web.views.common import login_required, page, plain_words
+from mongars_web.views.common import login_required, page
 
 USERS_PAGE_SIZE = 50
 # What each button asks the API to change.
@@ -38,10 +38,7 @@ async def change_password(request: HttpRequest) -> HttpResponse:
                 },
             )
         except ApiError as error:
-            if error.field_errors:
-                form.add_api_error(error)
-            else:
-                form.add_error(None, plain_words(error))
+            form.add_api_error(error)
             status = error.status
         else:
             # The change ended every earlier login, this one included: keep the fresh tokens.

@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from mongars_web.api import Api, ApiError
+from mongars_web.api import Api, ApiError, plain_words
 from mongars_web.forms import LoginForm, RegisterForm
-from mongars_web.views.common import current_user, page, plain_words
+from mongars_web.views.common import current_user, page
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -58,10 +58,7 @@ async def register(request: HttpRequest) -> HttpResponse:
             )
             await api.log_in(username, password)
         except ApiError as error:
-            if error.field_errors:
-                form.add_api_error(error)
-            else:
-                form.add_error(None, plain_words(error))
+            form.add_api_error(error)
             status = error.status
         else:
             messages.success(request, f"Welcome, {username}! Your account is ready.")

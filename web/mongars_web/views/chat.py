@@ -14,9 +14,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mongars_web import markdown
-from mongars_web.api import Api, ApiError, LoginRequired, connector_of
+from mongars_web.api import Api, ApiError, LoginRequired, connector_of, plain_words
 from mongars_web.forms import MessageForm
-from mongars_web.views.common import login_required, page, plain_words
+from mongars_web.views.common import login_required, page
 
 PAGE_SIZE = 20
 EXPORT_FORMATS = ("markdown", "json")

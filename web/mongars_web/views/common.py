@@ -9,7 +9,12 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from mongars_web.api import TOKENS_KEY, USER_KEY, ApiError, LoginRequired, connector_of
+from mongars_web.api import (
+    TOKENS_KEY,
+    USER_KEY,
+    LoginRequired,
+    connector_of,
+)
 
 View = Callable[..., Awaitable[HttpResponse]]
 
@@ -43,20 +48,6 @@ async def page(
         **(context or {}),
     }
     return render(request, f"mongars_web/{template}", full, status=status)
-
-
-def plain_words(error: ApiError) -> str:
-    """The API's refusal as a sentence for the person at the keyboard."""
-    wait = f" Try again in {error.retry_after} seconds." if error.retry_after else ""
-    if error.code in ("rate_limited", "login_locked"):
-        return f"Too many requests in a short time.{wait or ' Wait a moment and try again.'}"
-    if error.code == "backend_unavailable":
-        return f"The model is not available right now.{wait or ' Try again in a moment.'}"
-    if error.code == "backend_timeout":
-        return "The model took too long to answer. Try again, perhaps with a shorter question."
-    if error.code == "quota_exceeded":
-        return f"You have used today's allowance. {error.detail}"
-    return error.detail
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

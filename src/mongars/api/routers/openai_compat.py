@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
+from mongars.api.error_bodies import openai_error
 from mongars.api.errors import OpenAIErrorEnvelope
 from mongars.api.ratelimit import ChatQuota, ChatRateLimit
 from mongars.api.schemas.openai_compat import (
@@ -36,6 +37,7 @@ from mongars.api.schemas.openai_compat import (
     MongarsTurn,
     Usage,
 )
+from mongars.api.sse import KEEPALIVE
 from mongars.core.chat.results import TurnResult, UnstoredAnswer
 from mongars.core.chat.service import TurnRequest
 from mongars.core.errors import InvalidInput, MongarsError, NotFound, ServiceUnavailable
@@ -181,52 +183,38 @@ async def _chunks(
     model = ""
     keepalive = resources.settings.chat.stream_keepalive_seconds
 
-    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         body: dict[str, Any] = {
             "id": _completion_id(stream),
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": choices,
         }
         if include_usage:
-            body["usage"] = None
+            body["usage"] = usage  # null on every chunk but the last
         return _sse(body)
+
+    def choice(delta: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "finish_reason": finish}]
 
     async for event in stream.events(after=0, keepalive_seconds=keepalive):
         if event is None:
-            yield b": keepalive\n\n"
+            yield KEEPALIVE
         elif event.type == "start":
             model = event.data.get("model") or ""
-            yield chunk({"role": "assistant", "content": ""}, None)
+            yield chunk(choice({"role": "assistant", "content": ""}))
         elif event.type == "delta":
-            yield chunk({"content": event.data["text"]}, None)
+            yield chunk(choice({"content": event.data["text"]}))
         elif event.type == "done":
             finish = event.data.get("finish_reason", "stop")
-            yield chunk({}, _finish_reason(finish))
+            yield chunk(choice({}, _finish_reason(finish)))
             if include_usage:
-                yield _sse(
-                    {
-                        "id": _completion_id(stream),
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": event.data["usage"],
-                    }
-                )
+                yield chunk([], event.data["usage"])
         elif event.type == "error":
             # OpenAI clients raise an APIError for an event carrying "error".
-            yield _sse(
-                {
-                    "error": {
-                        "message": event.data.get("detail", "The generation failed."),
-                        "type": "server_error",
-                        "param": None,
-                        "code": event.data.get("code"),
-                    }
-                }
-            )
+            detail = event.data.get("detail", "The generation failed.")
+            yield _sse(openai_error(502, detail, event.data.get("code", "backend_error")))
     yield b"data: [DONE]\n\n"
 
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -431,21 +432,19 @@ class ChatService:
             finish_reason=finish_reason,
             elapsed=elapsed,
         )
+        stored: StoredMessage | None = None
         if turn.reply_id is None:
-            recorded = await self._count_unstored(turn, outcome)
-            stored = None
+            await self._count_unstored(turn, outcome)
         else:
             stored = await self._store_answer(turn, turn.reply_id, values)
-            recorded = stored is not None
         try:
-            if turn.reply_id is None:
-                self._publish_unstored(stream, turn, outcome)
-            else:
-                self._publish_outcome(stream, turn, stored, outcome)
+            self._publish(stream, turn, stored, outcome)
         finally:
-            # Listeners (usage accounting, fan-out) run after the caller has its answer.
+            # Listeners (usage accounting, fan-out) run after the caller has its answer. A turn
+            # whose answer could not be written is not announced: as far as anyone can see, it
+            # has not finished.
             stream.finish()
-            if recorded:
+            if turn.reply_id is None or stored is not None:
                 await self._announce(
                     TurnFinished(
                         user_id=turn.user_id,
@@ -466,10 +465,11 @@ class ChatService:
                     )
                 )
 
-    def _publish_outcome(
+    def _publish(
         self, stream: Stream, turn: PreparedTurn, stored: StoredMessage | None, outcome: _Outcome
     ) -> None:
-        if stored is None:
+        """End the stream with ``done`` (the result) or ``error``, and set its outcome."""
+        if turn.reply_id is not None and stored is None:
             error = MongarsError(
                 "The answer could not be stored; the database is unavailable.",
                 code="database_unavailable",
@@ -479,54 +479,44 @@ class ChatService:
             return
         failure = outcome.failure
         if failure is not None:
+            data: dict[str, Any] = {"code": failure.code, "detail": failure.detail}
+            if stored is not None:
+                data["message"] = stored.model_dump(mode="json")
             stream.outcome = failure
-            stream.publish(
-                "error",
-                {
-                    "code": failure.code,
-                    "detail": failure.detail,
-                    "message": stored.model_dump(mode="json"),
-                },
-            )
+            stream.publish("error", data)
             return
-        assert turn.conversation_id is not None
-        assert turn.user_message_id is not None
-        confidence = outcome.end.confidence if outcome.end else None
-        result = TurnResult(
-            conversation_id=turn.conversation_id,
-            user_message_id=turn.user_message_id,
-            message=stored,
-            usage=outcome.usage,
-            confidence=confidence if confidence is not None else 0.5,
-            confidence_source="logprobs" if confidence is not None else "unavailable",
-            finish_reason=outcome.finish_reason,
-            processing_time=round(outcome.elapsed, 4),
-            citations=turn.citations,
-        )
+        result: TurnResult | UnstoredAnswer
+        if stored is None:
+            result = UnstoredAnswer(
+                text=outcome.text,
+                model=outcome.model,
+                usage=outcome.usage,
+                finish_reason=outcome.finish_reason,
+                processing_time=round(outcome.elapsed, 4),
+                citations=turn.citations,
+            )
+        else:
+            assert turn.conversation_id is not None
+            assert turn.user_message_id is not None
+            confidence = outcome.end.confidence if outcome.end else None
+            result = TurnResult(
+                conversation_id=turn.conversation_id,
+                user_message_id=turn.user_message_id,
+                message=stored,
+                usage=outcome.usage,
+                confidence=confidence if confidence is not None else 0.5,
+                confidence_source="logprobs" if confidence is not None else "unavailable",
+                finish_reason=outcome.finish_reason,
+                processing_time=round(outcome.elapsed, 4),
+                citations=turn.citations,
+            )
         stream.outcome = result
         stream.publish("done", result.model_dump(mode="json"))
 
-    def _publish_unstored(self, stream: Stream, turn: PreparedTurn, outcome: _Outcome) -> None:
-        if outcome.failure is not None:
-            stream.outcome = outcome.failure
-            failure = outcome.failure
-            stream.publish("error", {"code": failure.code, "detail": failure.detail})
-            return
-        answer = UnstoredAnswer(
-            text=outcome.text,
-            model=outcome.model,
-            usage=outcome.usage,
-            finish_reason=outcome.finish_reason,
-            processing_time=round(outcome.elapsed, 4),
-            citations=turn.citations,
-        )
-        stream.outcome = answer
-        stream.publish("done", answer.model_dump(mode="json"))
-
-    async def _count_unstored(self, turn: PreparedTurn, outcome: _Outcome) -> bool:
+    async def _count_unstored(self, turn: PreparedTurn, outcome: _Outcome) -> None:
         """An unstored turn still counts against the user's quota (its own small commit)."""
         if self.accounting is None or outcome.status == MessageStatus.ERROR:
-            return True
+            return
         try:
             async with self.sessions() as db:
                 await self.accounting(
@@ -540,7 +530,6 @@ class ChatService:
             # The answer was generated and is delivered; only its count is lost. Logged loudly
             # because quotas then under-count.
             logger.error("usage of an unstored turn could not be counted for %s", turn.user_id)
-        return True
 
     async def _announce(self, finished: TurnFinished) -> None:
         for listener in self.listeners:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,23 +136,18 @@ class OllamaBackend(RemoteBackend):
         parts: list[str] = []
         logprobs: list[float] = []
         final: dict[str, Any] | None = None
-        try:
-            async with self._http.reading():
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    chunk = self._parse_line(line)
-                    logprobs.extend(_logprobs(chunk))
-                    message = chunk.get("message")
-                    text = message.get("content") if isinstance(message, dict) else None
-                    if isinstance(text, str) and text:
-                        parts.append(text)
-                        yield TextDelta(text)
-                    if chunk.get("done") is True:
-                        final = chunk
-                        break
-        finally:
-            await response.aclose()
+        chunks = self._chunks(response, "stream line", "failed mid-answer")
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                logprobs.extend(_logprobs(chunk))
+                message = chunk.get("message")
+                text = message.get("content") if isinstance(message, dict) else None
+                if isinstance(text, str) and text:
+                    parts.append(text)
+                    yield TextDelta(text)
+                if chunk.get("done") is True:
+                    final = chunk
+                    break
         if final is None:
             raise BackendUnavailable(
                 "The Ollama backend closed the stream before the answer was complete."
@@ -190,45 +186,26 @@ class OllamaBackend(RemoteBackend):
         # Each layer (by digest) reports its own total and completed bytes.
         layers: dict[str, tuple[int, int]] = {}
         succeeded = False
-        try:
-            async with self._http.reading():
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    chunk = self._pull_line(line)
-                    digest, total = chunk.get("digest"), chunk.get("total")
-                    if isinstance(digest, str) and isinstance(total, int):
-                        completed = chunk.get("completed")
-                        layers[digest] = (completed if isinstance(completed, int) else 0, total)
-                    status = str(chunk.get("status") or "")
-                    yield PullProgress(
-                        status=status,
-                        completed_bytes=sum(done for done, _ in layers.values()),
-                        total_bytes=sum(total for _, total in layers.values()),
-                    )
-                    if status == "success":
-                        succeeded = True
-                        break
-        finally:
-            await response.aclose()
+        chunks = self._chunks(response, "pull line", f"failed to pull {self._model!r}")
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                digest, total = chunk.get("digest"), chunk.get("total")
+                if isinstance(digest, str) and isinstance(total, int):
+                    completed = chunk.get("completed")
+                    layers[digest] = (completed if isinstance(completed, int) else 0, total)
+                status = str(chunk.get("status") or "")
+                yield PullProgress(
+                    status=status,
+                    completed_bytes=sum(done for done, _ in layers.values()),
+                    total_bytes=sum(total for _, total in layers.values()),
+                )
+                if status == "success":
+                    succeeded = True
+                    break
         if not succeeded:
             raise BackendError(
                 f"The Ollama backend ended the pull of {self._model!r} before it succeeded."
             )
-
-    def _pull_line(self, line: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(line)
-        except ValueError as exc:
-            raise BackendError(
-                f"The Ollama backend sent a pull line that is not JSON: {self._http.excerpt(line)}"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise self._malformed(chunk)
-        if "error" in chunk:
-            reason = self._http.excerpt(str(chunk["error"]))
-            raise BackendError(f"The Ollama backend failed to pull {self._model!r}: {reason}")
-        return chunk
 
     def _body(
         self, messages: Sequence[ChatMessage], params: GenerationParams, *, stream: bool
@@ -253,21 +230,31 @@ class OllamaBackend(RemoteBackend):
             body["logprobs"] = True
         return body
 
-    def _parse_line(self, line: str) -> dict[str, Any]:
+    async def _chunks(
+        self, response: httpx.Response, what: str, failing: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The objects of an NDJSON response (chat stream or pull), closing it at the end.
+        An ``error`` object, or a line that is not one, raises ``BackendError``."""
         try:
-            chunk = json.loads(line)
-        except ValueError as exc:
-            excerpt = self._http.excerpt(line)
-            raise BackendError(
-                f"The Ollama backend sent a stream line that is not JSON: {excerpt}"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise self._malformed(chunk)
-        if "error" in chunk:
-            raise BackendError(
-                f"The Ollama backend failed mid-answer: {self._http.excerpt(str(chunk['error']))}"
-            )
-        return chunk
+            async with self._http.reading():
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        chunk = json.loads(line)
+                    except ValueError as exc:
+                        excerpt = self._http.excerpt(line)
+                        raise BackendError(
+                            f"The Ollama backend sent a {what} that is not JSON: {excerpt}"
+                        ) from exc
+                    if not isinstance(chunk, dict):
+                        raise self._malformed(chunk)
+                    if "error" in chunk:
+                        reason = self._http.excerpt(str(chunk["error"]))
+                        raise BackendError(f"The Ollama backend {failing}: {reason}")
+                    yield chunk
+        finally:
+            await response.aclose()
 
     def _usage(self, data: dict[str, Any], messages: Sequence[ChatMessage], text: str) -> Usage:
         # Ollama omits prompt_eval_count when the whole prompt came from its cache.
