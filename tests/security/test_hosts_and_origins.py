@@ -39,6 +39,19 @@ class TestSpoofedHost:
         assert response.json()["request_id"] == response.headers["x-request-id"]
         assert response.headers["x-content-type-options"] == "nosniff"
 
+    async def test_openai_routes_refuse_in_openais_shape(self, client: httpx.AsyncClient) -> None:
+        # OpenAI clients raise their typed errors only from OpenAI's body shape.
+        response = await client.get("/v1/models", headers={"Host": "evil.example"})
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": {
+                "message": "This server does not answer to that Host.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "host_not_allowed",
+            }
+        }
+
     async def test_loopback_only_in_development(self, tmp_path: Path) -> None:
         async with app_client(tmp_path) as client:
             assert (
@@ -105,6 +118,13 @@ class TestCors:
         assert preflight.status_code == 403
         assert preflight.json()["code"] == "origin_not_allowed"
         assert "access-control-allow-origin" not in preflight.headers
+        openai_preflight = await cors_client.options(
+            "/v1/chat/completions",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert openai_preflight.status_code == 403
+        assert openai_preflight.json()["error"]["code"] == "origin_not_allowed"
+        assert openai_preflight.json()["error"]["type"] == "permission_error"
 
 
 class TestSecurityHeaders:

@@ -51,7 +51,11 @@ class TrustedHostMiddleware:
             Headers(scope=scope).get("host"), self.settings
         ):
             await send_error(
-                send, 400, "This server does not answer to that Host.", "host_not_allowed"
+                send,
+                400,
+                "This server does not answer to that Host.",
+                "host_not_allowed",
+                path=scope["path"],
             )
             return
         await self.app(scope, receive, send)
@@ -73,7 +77,7 @@ class CORSMiddleware:
         origin = headers.get("origin")
         allowed = origin is not None and origin_allowed(origin, headers.get("host"), self.settings)
         if scope["method"] == "OPTIONS" and origin and "access-control-request-method" in headers:
-            await self._preflight(send, origin if allowed else None, headers)
+            await self._preflight(send, origin if allowed else None, headers, scope["path"])
             return
 
         async def send_with_cors(message: Message) -> None:
@@ -88,7 +92,7 @@ class CORSMiddleware:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, send: Send, origin: str | None, headers: Headers) -> None:
+    async def _preflight(self, send: Send, origin: str | None, headers: Headers, path: str) -> None:
         method = headers["access-control-request-method"].upper()
         if origin is None or method not in CORS_METHODS:
             await send_error(
@@ -97,6 +101,7 @@ class CORSMiddleware:
                 "Cross-origin requests from this origin are not allowed.",
                 "origin_not_allowed",
                 {"Vary": "Origin"},
+                path=path,
             )
             return
         await send(
