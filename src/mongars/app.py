@@ -64,6 +64,24 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+# Full paths in their decorators, no prefix: web_mount.API_PREFIXES must cover every one.
+API_ROUTERS = (
+    health.router,
+    auth.router,
+    users.router,
+    usage.router,
+    api_keys.router,
+    chat.router,
+    history.router,
+    conversations.router,
+    rag.router,
+    ws.router,
+    metrics.router,
+    models.router,
+    openai_compat.router,
+)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -122,21 +140,7 @@ def create_app(
     # Sees every answer, refusals included, with the request id already set.
     app.add_middleware(ObservabilityMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for router in (
-        health.router,
-        auth.router,
-        users.router,
-        usage.router,
-        api_keys.router,
-        chat.router,
-        history.router,
-        conversations.router,
-        rag.router,
-        ws.router,
-        metrics.router,
-        models.router,
-        openai_compat.router,
-    ):
+    for router in API_ROUTERS:
         app.include_router(router)
     _mount_static(app, settings)
     # The Django chat UI answers whatever no API route matches (see web_mount).

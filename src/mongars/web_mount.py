@@ -24,6 +24,8 @@ from mongars.config import Settings
 
 logger = logging.getLogger(__name__)
 
+# Every API route's path starts with one of these (tests/web/test_mount.py holds the list to
+# app.API_ROUTERS); /docs, /redoc and /static stay reserved even when they are turned off.
 API_PREFIXES = (
     "/api",
     "/token",

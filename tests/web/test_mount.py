@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 from mongars_web import markdown
 from mongars_web.connector import RemoteApi
 
-from mongars.app import create_app
+from mongars.app import API_ROUTERS, create_app
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
 from mongars.web_mount import is_api_path, standalone_web_app
@@ -66,6 +66,19 @@ async def test_other_paths_are_the_uis_pages(client: httpx.AsyncClient) -> None:
 )
 def test_which_paths_belong_to_the_api(path: str, api: bool) -> None:
     assert is_api_path(path) is api
+
+
+async def test_every_api_route_is_under_an_api_prefix(tmp_path: Path) -> None:
+    # API_PREFIXES is kept by hand (it also reserves /docs and /static when they are off); a
+    # route added under a new prefix would be unreachable for UI paths and shadow nothing, but
+    # its unknown sub-paths would get the UI's HTML 404: this holds the list to the routes.
+    settings = await migrated_settings(tmp_path, docs_enabled=True)
+    app = create_app(settings, roles=ModelRoles.single(FakeBackend()))
+    routes = [*app.routes, *(route for router in API_ROUTERS for route in router.routes)]
+    paths = [path for route in routes if (path := getattr(route, "path", None))]
+    assert len(paths) > 50
+    outside = [path for path in paths if not is_api_path(path.split("{")[0].rstrip("/") or "/")]
+    assert outside == []
 
 
 async def test_the_ui_can_be_turned_off(tmp_path: Path) -> None:
