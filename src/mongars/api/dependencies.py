@@ -51,7 +51,9 @@ async def get_db_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]
             await session.rollback()
             raise
         else:
-            await session.commit()
+            # Routes that committed themselves (a chat turn, before generating) leave nothing.
+            if session.in_transaction():
+                await session.commit()
 
 
 DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]

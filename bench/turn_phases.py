@@ -1,0 +1,215 @@
+"""Where one chat turn's time goes, phase by phase (a diagnostic beside ``overhead.py``).
+
+``overhead.py`` says how much a turn costs; this says where. One process, no network between
+client and server: the app is called in-process (httpx's ASGI transport), the backend is the
+instant mock (``mock_backend.py``, its own process on the other core), SQLite in a temporary
+data dir, an API key, one fresh conversation per turn, exactly as ``overhead.py`` sends them.
+The methods that make up a turn are wrapped with a timer; each phase's median over ``--turns``
+turns is printed, with the SQL statements one turn runs and, as floors measured the same way,
+``GET /healthz`` (the middleware stack) and ``GET /api/v1/user/me`` (the stack plus API-key
+authentication).
+
+Phases overlap (the request's phases run inside the turn; ``store answer`` inside
+``generation``), and the timers and the in-process client add a little to each, so read them as
+shares, not as a sum.
+
+    .venv/bin/python bench/turn_phases.py               # about 20 seconds
+    .venv/bin/python bench/turn_phases.py --turns 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mock_backend import MODEL
+
+BENCH_DIR = Path(__file__).resolve().parent
+PASSWORD = "bench-password-not-secret"  # noqa: S105 (a throwaway account in a temp dir)
+MESSAGE = "What is the capital of France?"
+WARMUP_TURNS = 100
+
+timings: defaultdict[str, list[float]] = defaultdict(list)
+
+
+def timed(owner: type, method: str, label: str) -> None:
+    """Replace ``owner.method`` (a coroutine function) by one that records its duration."""
+    original: Callable[..., Any] = getattr(owner, method)
+
+    @functools.wraps(original)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            timings[label].append(time.perf_counter() - started)
+
+    setattr(owner, method, wrapper)
+
+
+def instrument() -> list[str]:
+    """Wrap the turn's phases; return the list that collects the SQL each statement runs."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from mongars.core.authentication import Authenticator
+    from mongars.core.chat.service import ChatService
+    from mongars.core.llm._http import HttpCore
+    from mongars.core.quotas import QuotaService
+
+    timed(Authenticator, "authenticate", "authenticate (API key, 1 SELECT)")
+    timed(QuotaService, "enforce", "quota check (1 SELECT)")
+    timed(ChatService, "prepare", "store question + build prompt")
+    timed(AsyncSession, "commit", "commit (each)")
+    timed(HttpCore, "open", "backend: request to first byte")
+    timed(ChatService, "_generate", "generation (backend + store answer)")
+    timed(ChatService, "_store_answer", "store answer (+ usage, commit)")
+    statements: list[str] = []
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split())[:100])
+
+    return statements
+
+
+@contextlib.contextmanager
+def mock_backend(core: int | None) -> Iterator[int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, str(BENCH_DIR / "mock_backend.py"), "--port", str(port)]
+    if core is not None:
+        command = ["taskset", "-c", str(core), *command]
+    process = subprocess.Popen(command)  # noqa: S603 (a fixed argv, no shell)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def configure(data_dir: Path, mock_port: int) -> None:
+    for name in [name for name in os.environ if name.startswith("MONGARS_")]:
+        del os.environ[name]
+    os.environ |= {
+        "MONGARS_ENV": "development",
+        "MONGARS_DATA_DIR": str(data_dir),
+        "MONGARS_WEB_ENABLED": "false",
+        "MONGARS_LLM__BACKEND": "openai",
+        "MONGARS_LLM__BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
+        "MONGARS_LLM__MODEL": MODEL,
+        # As in overhead.py: limits and quotas are checked on every turn but never refuse.
+        "MONGARS_RATE_LIMIT__CHAT_PER_MINUTE": str(10**12),
+        "MONGARS_QUOTA__DAILY_MESSAGES": str(10**12),
+        "MONGARS_QUOTA__DAILY_TOKENS": str(10**12),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "mongars", "user", "create", "bench", "--password-stdin"],
+        input=f"{PASSWORD}\n".encode(),
+        cwd=data_dir,
+        check=True,
+        capture_output=True,
+    )
+
+
+async def measure(turns: int, statements: list[str]) -> None:
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from mongars.app import create_app
+
+    app = create_app()
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            login = {"username": "bench", "password": PASSWORD}
+            token = (await client.post("/api/v1/auth/login", json=login)).json()["access_token"]
+            created = await client.post(
+                "/api/v1/api-keys",
+                json={"name": "phases"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            headers = {"Authorization": f"Bearer {created.json()['key']}"}
+
+            async def turn() -> float:
+                started = time.perf_counter()
+                response = await client.post(
+                    "/api/v1/conversation/chat", json={"message": MESSAGE}, headers=headers
+                )
+                if response.status_code != 200:
+                    raise SystemExit(f"a turn answered {response.status_code}: {response.text}")
+                return time.perf_counter() - started
+
+            for _ in range(WARMUP_TURNS):
+                await turn()
+            await asyncio.sleep(0.1)  # the last turn's listeners
+            statements.clear()
+            await turn()
+            await asyncio.sleep(0.1)
+            one_turn = list(statements)
+            floors = {}
+            for path in ("/healthz", "/api/v1/user/me"):
+                durations = []
+                for _ in range(turns):
+                    started = time.perf_counter()
+                    await client.get(path, headers=headers)
+                    durations.append(time.perf_counter() - started)
+                floors[path] = statistics.median(durations)
+            timings.clear()
+            cpu = time.process_time()
+            whole = [await turn() for _ in range(turns)]
+            cpu = (time.process_time() - cpu) / turns
+    print(f"one chat turn, {turns} turns after {WARMUP_TURNS} of warm-up (medians, ms):")
+    print(f"  {'whole turn, as the client sees it':40} {statistics.median(whole) * 1000:7.3f}")
+    print(f"  {'  this process CPU per turn':40} {cpu * 1000:7.3f}")
+    for label, values in timings.items():
+        count = len(values) / turns
+        per = f"  ({count:g} per turn)" if count != 1 else ""
+        print(f"  {label:40} {statistics.median(values) * 1000:7.3f}{per}")
+    print("floors, the same client:")
+    print(f"  {'GET /healthz (middleware only)':40} {floors['/healthz'] * 1000:7.3f}")
+    print(f"  {'GET /api/v1/user/me (+ API-key auth)':40} {floors['/api/v1/user/me'] * 1000:7.3f}")
+    print(f"SQL statements in one turn: {len(one_turn)}")
+    for statement in one_turn:
+        print(f"  {statement}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=500, help="measured turns (default 500)")
+    parser.add_argument("--core", type=int, default=0, help="core for this process (default 0)")
+    parser.add_argument("--mock-core", type=int, default=1, help="core for the mock (default 1)")
+    args = parser.parse_args()
+    pinning = len(os.sched_getaffinity(0)) >= 2
+    if pinning:
+        os.sched_setaffinity(0, {args.core})
+    statements = instrument()
+    with (
+        tempfile.TemporaryDirectory(prefix="mongars-phases-") as scratch,
+        mock_backend(args.mock_core if pinning else None) as port,
+    ):
+        configure(Path(scratch), port)
+        asyncio.run(measure(args.turns, statements))
+
+
+if __name__ == "__main__":
+    main()
