@@ -95,7 +95,11 @@ def serve(
         host=bind_host,
         port=bind_port,
         workers=workers,
-        proxy_headers=False,
+        # uvicorn's ProxyHeadersMiddleware takes the client address and scheme from the
+        # trusted proxies' X-Forwarded-For / -Proto (addresses and CIDR networks); with none
+        # configured it stays off and the socket peer is the client.
+        proxy_headers=bool(settings.http.trusted_proxies),
+        forwarded_allow_ips=settings.http.trusted_proxies or None,
         server_header=False,
         log_config=log_config,
         log_level=settings.log_level.lower(),

@@ -7,6 +7,7 @@ they like.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,34 @@ class HttpSettings(BaseModel):
     # Exact browser origins (scheme://host[:port]) allowed for CORS and WebSocket upgrades,
     # besides the service's own origin. In development any localhost origin is added.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto the server believes: the client address (rate limits, the /metrics
+    # loopback check) is then the one they report. Empty: trust no one, use the socket peer.
+    # ["*"] believes every client, so any of them could pick its own address: development only.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, entries: list[str]) -> list[str]:
+        entries = [entry.strip() for entry in entries]
+        if "*" in entries:
+            # uvicorn only honours a lone "*"; mixed with addresses it would match nothing.
+            if len(entries) > 1:
+                raise ValueError(
+                    'MONGARS_HTTP__TRUSTED_PROXIES: "*" must be the only entry, not mixed with '
+                    f"addresses ({entries})"
+                )
+            return entries
+        for entry in entries:
+            try:
+                # An address is a one-host network; strict: "10.0.0.1/8" is a typo, refused.
+                ipaddress.ip_network(entry)
+            except ValueError as exc:
+                raise ValueError(
+                    f"MONGARS_HTTP__TRUSTED_PROXIES: {entry!r} is not an IP address or a CIDR "
+                    f"network ({exc})"
+                ) from None
+        return entries
 
 
 BackendKind = Literal["embedded", "ollama", "openai", "fake"]
@@ -270,6 +299,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MONGARS_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
                 "when MONGARS_ENV=production"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_names_its_proxies(self) -> Settings:
+        if self.env == "production" and self.http.trusted_proxies == ["*"]:
+            raise ValueError(
+                'MONGARS_HTTP__TRUSTED_PROXIES=["*"] is refused when MONGARS_ENV=production: it '
+                "lets any client forge its address with X-Forwarded-For (and so escape its "
+                "rate limits). List the proxies' addresses or networks instead."
             )
         return self
 

@@ -47,7 +47,9 @@ def web(
         standalone_web_app(settings, api_url.rstrip("/")),
         host=bind_host,
         port=bind_port,
-        proxy_headers=False,
+        # As `mongars serve`: the scheme and client address from trusted proxies only.
+        proxy_headers=bool(settings.http.trusted_proxies),
+        forwarded_allow_ips=settings.http.trusted_proxies or None,
         server_header=False,
         log_config=log_config,
         log_level=settings.log_level.lower(),

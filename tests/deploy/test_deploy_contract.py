@@ -4,6 +4,7 @@ migrations run once and never from the replicas. Read with PyYAML; no Docker nee
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|API_KEY|DATABASE_URL", re.IGNORECASE)
 INTERPOLATED = re.compile(r"^\$\{[A-Z0-9_]+(:?[?-][^}]*)?\}$")
+WITH_DEFAULT = re.compile(r"^\$\{[A-Z0-9_]+:-(?P<default>.*)\}$")
 
 
 def setting_exists(name: str) -> bool:
@@ -81,6 +83,7 @@ class TestSettingNames:
             ("MONGARS_REDIS_URL", True),
             ("MONGARS_LLM__BASE_URL", True),
             ("MONGARS_LLM__CODING__MODEL", True),
+            ("MONGARS_HTTP__TRUSTED_PROXIES", True),
             ("MONGARS_LLM__NOPE", False),
             ("MONGARS_REDIS_URL__X", False),
             ("REDIS_URL", False),
@@ -120,6 +123,29 @@ class TestCompose:
         assert INTERPOLATED.match(
             compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
         )
+
+    def test_replicas_trust_forwarded_addresses_from_their_own_network_only(
+        self, compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        subnets = [
+            ipaddress.ip_network(pool["subnet"])
+            for pool in compose["networks"]["default"]["ipam"]["config"]
+        ]
+        monkeypatch.setenv("MONGARS_ENV", "production")
+        monkeypatch.setenv("MONGARS_SECRET_KEY", "a-real-secret-" + "x" * 40)
+        for name in ("api-1", "api-2"):
+            value = compose["services"][name]["environment"]["MONGARS_HTTP__TRUSTED_PROXIES"]
+            default = WITH_DEFAULT.match(value)
+            assert default, f"{name}: MONGARS_HTTP__TRUSTED_PROXIES has no default"
+            monkeypatch.setenv("MONGARS_HTTP__TRUSTED_PROXIES", default["default"])
+            trusted = Settings(_env_file=None).http.trusted_proxies  # type: ignore[call-arg]
+            assert trusted, f"{name}: every client would share the load balancer's limits"
+            for entry in trusted:
+                network = ipaddress.ip_network(entry)
+                assert any(
+                    network.version == subnet.version and network.subnet_of(subnet)  # type: ignore[arg-type]
+                    for subnet in subnets
+                ), f"{name}: {entry} is outside the compose network {subnets}"
 
     def test_migrations_run_once_before_the_replicas(self, compose: dict[str, Any]) -> None:
         services = compose["services"]
@@ -175,6 +201,8 @@ class TestKubernetes:
         monkeypatch.setenv("MONGARS_SECRET_KEY", "a-real-secret-" + "x" * 40)
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
         assert settings.is_production
+        # Behind the ingress, without it every client would share the controller's limits.
+        assert settings.http.trusted_proxies
         assert settings.port == int(
             pod_spec(manifests["Deployment"])["containers"][0]["ports"][0]["containerPort"]
         )

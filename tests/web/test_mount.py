@@ -128,6 +128,21 @@ async def test_the_standalone_ui_calls_the_remote_api_and_opens_its_websocket(
     assert RemoteApi("http://api.test:8000").websocket_url({}) == "ws://api.test:8000/ws/chat/"
 
 
+async def test_a_remote_api_is_told_the_browsers_address() -> None:
+    forwarded: list[str | None] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        forwarded.append(request.headers.get("x-forwarded-for"))
+        return httpx.Response(200, json={})
+
+    remote = RemoteApi("http://api.test", transport=httpx.MockTransport(api))
+    async with remote.client({"client": ("203.0.113.7", 51000)}) as client:
+        await client.get("/healthz")
+    async with remote.client({}) as client:  # no peer (a unix socket): nothing to forward
+        await client.get("/healthz")
+    assert forwarded == ["203.0.113.7", None]
+
+
 def test_server_side_markdown_is_sanitised_and_highlighted() -> None:
     html = markdown.render(
         "# Title\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) [ok](https://e.test)"

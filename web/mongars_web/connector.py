@@ -80,8 +80,12 @@ class RemoteApi:
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
 
     def client(self, scope: Mapping[str, Any]) -> httpx.AsyncClient:
+        # The browser's address, for an API that lists this UI in MONGARS_HTTP__TRUSTED_PROXIES
+        # (its login and registration limits then stay per client); others ignore the header.
+        browser = scope.get("client")
+        headers = {"X-Forwarded-For": browser[0]} if browser else {}
         return httpx.AsyncClient(
-            base_url=self.base_url, timeout=API_TIMEOUT, transport=self.transport
+            base_url=self.base_url, timeout=API_TIMEOUT, transport=self.transport, headers=headers
         )
 
     def websocket_url(self, scope: Mapping[str, Any]) -> str | None:

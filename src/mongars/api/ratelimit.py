@@ -68,8 +68,9 @@ class RateLimitHeadersMiddleware:
 
 
 def client_address(connection: HTTPConnection) -> str:
-    # The socket peer. Behind a reverse proxy, run uvicorn with --forwarded-allow-ips so that
-    # this is the real client rather than the proxy.
+    # The socket peer, or, when it is one of MONGARS_HTTP__TRUSTED_PROXIES, the client that
+    # proxy names in X-Forwarded-For: `mongars serve` has uvicorn rewrite the scope before the
+    # app sees it, so nothing here parses forwarded headers.
     return connection.client.host if connection.client else "unknown"
 
 
