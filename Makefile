@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench cluster assets browser sdk-ts sdk-dist
+.PHONY: help install install-dev run test lint format typecheck migrate openapi clean bench cluster assets browser sdk-ts sdk-dist sdk-sync
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ $(TS_SDK)/dist/index.js: $(TS_SDK)/node_modules/.package-lock.json $(TS_SDK)/tsc
 	cd $(TS_SDK) && npm run --silent build
 
 sdk-ts: $(TS_SDK)/dist/index.js  ## Install the TypeScript SDK's tools and build it
+
+sdk-sync: install-dev  ## Regenerate the Python SDK's sync client (_client.py) from _async_client.py
+	$(BIN)/python scripts/sdk_unasync.py
 
 openapi: install-dev $(TS_SDK)/node_modules/.package-lock.json  ## Regenerate openapi.json and the TypeScript SDK's types
 	$(BIN)/python scripts/openapi.py

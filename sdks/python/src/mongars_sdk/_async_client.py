@@ -1,4 +1,9 @@
-"""The asyncio client: ``Client``'s methods, awaited (``_client.py`` documents them)."""
+"""The asyncio client, and the source of the sync one.
+
+``_client.py`` (``Client``) is generated from this file by ``scripts/sdk_unasync.py`` (``make
+sdk-sync``): edit this file only. Docstrings and comments are written for both clients; the
+generator drops their "async " and "await " and renames ``AsyncClient`` and its kin there too.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from mongars_sdk import _endpoints as ep
 from mongars_sdk import _models as m
 from mongars_sdk._base import (
     DEFAULT_TIMEOUT,
+    AsyncLock,
     Call,
     Credentials,
     RetryPolicy,
@@ -30,11 +36,13 @@ T = TypeVar("T")
 
 
 class AsyncClient:
-    """The asyncio twin of ``Client``.
+    """A monGARS client. Authenticate with ``api_key=``, or call ``login()``: the access token
+    is then refreshed by itself before it expires (and once more if the server says it has).
 
     ```python
     async with AsyncClient("http://127.0.0.1:8000", api_key="mg_...") as client:
-        print((await client.chat("Hello!")).response)
+        answer = await client.chat("Hello!")
+        print(answer.response)
     ```
     """
 
@@ -63,7 +71,7 @@ class AsyncClient:
         )
         self.retry = RetryPolicy(max_retries=max_retries, max_wait=max_retry_wait)
         self.max_stream_resumes = max_stream_resumes
-        self._refresh_lock = anyio.Lock()
+        self._refresh_lock = AsyncLock()
 
     @property
     def base_url(self) -> httpx.URL:
@@ -402,9 +410,9 @@ class AsyncClient:
 
 
 class AsyncChatStream:
-    """A streamed answer: ``async for event in stream``; ``text`` and ``result`` hold what has
-    arrived. Use it as an async context manager (or iterate to the end) to release the
-    connection."""
+    """A streamed answer: ``async for event in stream`` gives ``StreamEvent``s; ``text`` and
+    ``result`` hold what has arrived. Use it in ``async with`` (or iterate to the end) to
+    release the connection."""
 
     def __init__(self, client: AsyncClient, first_call: Call[None]) -> None:
         self._client = client
@@ -422,6 +430,7 @@ class AsyncChatStream:
 
     @property
     def result(self) -> m.TurnResult | None:
+        """The stored answer, once ``done`` has arrived."""
         return self.progress.result
 
     async def __aenter__(self) -> Self:
@@ -436,6 +445,7 @@ class AsyncChatStream:
             self._response = None
 
     async def until_done(self) -> m.TurnResult | None:
+        """Read the whole stream; the stored answer."""
         async for _event in self:
             pass
         return self.result

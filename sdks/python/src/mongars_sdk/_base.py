@@ -7,11 +7,13 @@ Each API method is declared once here as a ``Call`` (what to send, how to read t
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
@@ -25,6 +27,11 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# The lock each client takes to refresh its tokens once, whatever the number of callers. Two
+# names in one module because scripts/sdk_unasync.py turns ``AsyncLock`` into ``Lock`` when it
+# writes the sync client: it renames single names, not ``anyio.Lock`` into ``threading.Lock``.
+AsyncLock = anyio.Lock
+Lock = threading.Lock
 # Refresh the access token this long before it expires, so a request never carries a dead one.
 REFRESH_MARGIN_SECONDS = 30.0
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
