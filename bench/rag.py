@@ -35,7 +35,7 @@ from sqlalchemy import insert
 
 from mongars.config import LLMSettings, RagSettings, Settings
 from mongars.core.rag.embedder import DIMENSIONS, Embedder
-from mongars.core.rag.index import exact_top_k, to_blob
+from mongars.core.rag.index import VectorIndex, exact_top_k, to_blob
 from mongars.core.rag.service import RagService
 from mongars.db import migrate
 from mongars.db.base import utcnow
@@ -223,7 +223,8 @@ async def bench_search(
     queries: np.ndarray,
     label: str,
     pgvector: bool = False,
-) -> dict[str, float]:
+    sweep: tuple[int, ...] = (),
+) -> dict[str, Any]:
     engine, me, mine = await load_corpus(settings, vectors)
     sessions = create_session_factory(engine)
     if pgvector:
@@ -254,7 +255,7 @@ async def bench_search(
                 )
             )
             print(f"  [{label}] HNSW built in {time.perf_counter() - started:.1f} s")
-    rag = RagService(embedder, RagSettings())
+    rag = RagService(embedder, settings.rag)  # MONGARS_RAG__* apply
     mine_matrix = vectors[mine]
     mine_ids = np.asarray(mine, dtype=np.int64) + 1
     # Baseline: bare numpy exact top-10 over the same matrix with the same mask.
@@ -265,18 +266,36 @@ async def bench_search(
         t = time.perf_counter()
         exact_top_k(vectors, q, 10, mask)
         bare.append(time.perf_counter() - t)
-    path: list[float] = []
-    hits = 0
-    async with sessions() as db:
-        await rag.index.search(db, me, queries[0], None, 10)  # loads the matrix (exact path)
-    for q in queries:
+
+    async def vector_search(index: VectorIndex) -> tuple[list[float], float]:
+        """Each query's duration through ``index``, and recall@10 against exact search."""
+        path: list[float] = []
+        hits = 0
         async with sessions() as db:
-            t = time.perf_counter()
-            found = await rag.index.search(db, me, q, None, 10)
-            path.append(time.perf_counter() - t)
-        top, _ = exact_top_k(mine_matrix, q, 10, None)
-        truth = set(mine_ids[top].tolist())
-        hits += len(truth & {chunk_id for chunk_id, _ in found})
+            await index.search(db, me, queries[0], None, 10)  # loads the matrix (exact path)
+        for q in queries:
+            async with sessions() as db:
+                t = time.perf_counter()
+                found = await index.search(db, me, q, None, 10)
+                path.append(time.perf_counter() - t)
+            top, _ = exact_top_k(mine_matrix, q, 10, None)
+            truth = set(mine_ids[top].tolist())
+            hits += len(truth & {chunk_id for chunk_id, _ in found})
+        return path, hits / (10 * len(queries))
+
+    path, recall = await vector_search(rag.index)
+    # Other hnsw.ef_search values on the same index: the latency it buys, the recall it costs.
+    swept = []
+    for ef_search in sweep:
+        timings, swept_recall = await vector_search(VectorIndex(ef_search=ef_search))
+        swept.append(
+            {
+                "hnsw_ef_search": ef_search,
+                "vector_search_p50_ms": percentile(timings, 50) * 1000,
+                "vector_search_p99_ms": percentile(timings, 99) * 1000,
+                "recall_at_10_vs_exact": swept_recall,
+            }
+        )
     hybrid: list[float] = []
     user = User(id=me, username="me", password_hash=UNUSABLE)
     for i in range(min(len(queries), 100)):
@@ -295,7 +314,12 @@ async def bench_search(
         "baseline_numpy_exact_p99_ms": percentile(bare, 99) * ms,
         "hybrid_search_with_embedding_p50_ms": percentile(hybrid, 50) * ms,
         "hybrid_search_with_embedding_p99_ms": percentile(hybrid, 99) * ms,
-        "recall_at_10_vs_exact": hits / (10 * len(queries)),
+        "recall_at_10_vs_exact": recall,
+        **(
+            {"hnsw_ef_search": rag.settings.hnsw_ef_search, "ef_search_sweep": swept}
+            if pgvector
+            else {}
+        ),
     }
 
 
@@ -315,6 +339,12 @@ async def main() -> int:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--documents", type=int, default=60, help="for the ingest figure")
     parser.add_argument("--pgvector", action="store_true")
+    parser.add_argument(
+        "--ef-search",
+        default="",
+        help="with --pgvector: comma-separated hnsw.ef_search values to measure besides the "
+        "configured one (MONGARS_RAG__HNSW_EF_SEARCH), e.g. 40,100,200",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     embedder = Embedder()
@@ -387,12 +417,22 @@ async def main() -> int:
                     queries,
                     "pgvector",
                     pgvector=True,
+                    sweep=tuple(int(v) for v in args.ef_search.split(",") if v.strip()),
                 )
+                pgvector_results = results["search_pgvector_hnsw"]
                 show(
-                    f"Search over {args.chunks:,} chunks, PostgreSQL + pgvector HNSW",
-                    results["search_pgvector_hnsw"],
+                    f"Search over {args.chunks:,} chunks, PostgreSQL + pgvector HNSW "
+                    f"(hnsw.ef_search {pgvector_results['hnsw_ef_search']})",
+                    pgvector_results,
                     pairs,
                 )
+                for row in pgvector_results["ef_search_sweep"]:
+                    print(
+                        f"  hnsw.ef_search {row['hnsw_ef_search']:4}: vector search "
+                        f"p50 {row['vector_search_p50_ms']:.2f} ms, "
+                        f"p99 {row['vector_search_p99_ms']:.2f} ms, "
+                        f"recall@10 {row['recall_at_10_vs_exact']:.3f}"
+                    )
             finally:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -60,7 +60,8 @@ def exact_top_k(
 
 
 class VectorIndex:
-    def __init__(self) -> None:
+    def __init__(self, *, ef_search: int = 100) -> None:
+        self._ef_search = ef_search
         self._matrix: _Matrix | None = None
         self._lock = anyio.Lock()
         # None until the first search looks; PostgreSQL only.
@@ -156,10 +157,19 @@ class VectorIndex:
         }
         # The access filter applies to the index's candidates: a longer candidate list than
         # pgvector's default 40 and, from pgvector 0.8, iterative scans, so that a user who
-        # owns few of the chunks still gets k of theirs.
-        await db.execute(text("SET LOCAL hnsw.ef_search = 200"))
-        if self._iterative_scan:
-            await db.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        # owns few of the chunks still gets k of theirs. Both in one round trip:
+        # set_config(..., true) is SET LOCAL, for this transaction only.
+        await db.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef_search, true)"
+                + (
+                    ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                    if self._iterative_scan
+                    else ""
+                )
+            ),
+            {"ef_search": str(self._ef_search)},
+        )
         result = await db.execute(
             text(_PGVECTOR_SEARCH).bindparams(bindparam("collections", expanding=True)), params
         )

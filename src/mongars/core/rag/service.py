@@ -74,7 +74,7 @@ class RagService:
     def __init__(self, embedder: TextEmbedder, settings: RagSettings) -> None:
         self.embedder = embedder
         self.settings = settings
-        self.index = VectorIndex()
+        self.index = VectorIndex(ef_search=settings.hnsw_ef_search)
 
     async def ingest(
         self,
