@@ -3,14 +3,19 @@ and the protocol fake of Ollama's pull API."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from mongars.cli import app
+from mongars.config import Settings
+from mongars.db.tables import ProvisioningJob, ProvisioningJobRole, ProvisioningTask
+from mongars.resources import open_database
 from tests.ollama_pull_server import FakeOllamaStore, fake_ollama_store
 
 
@@ -108,6 +113,29 @@ class TestProvision:
         assert any(
             line.startswith("failed reasoning:") and "unexpected EOF" in line for line in lines
         )
+
+    def test_the_job_is_stored_where_the_servers_show_it(
+        self, runner: CliRunner, store: FakeOllamaStore
+    ) -> None:
+        result = runner.invoke(app, ["models", "provision", "--role", "reasoning", "--force"])
+        assert result.exit_code == 0, result.output
+
+        async def stored() -> list[tuple[object, ...]]:
+            async with open_database(Settings()) as sessions, sessions() as db:
+                rows = await db.execute(
+                    select(
+                        ProvisioningJob.force,
+                        ProvisioningJobRole.role,
+                        ProvisioningTask.status,
+                        ProvisioningTask.completed_bytes,
+                    )
+                    .join(ProvisioningJobRole, ProvisioningJobRole.job_id == ProvisioningJob.id)
+                    .join(ProvisioningTask, ProvisioningTask.id == ProvisioningJobRole.task_id)
+                )
+                return [tuple(row) for row in rows]
+
+        # asyncio.run, as the CLI does (anyio.run refuses while the test runner's loop lives).
+        assert asyncio.run(stored()) == [(True, "reasoning", "completed", store.total_bytes)]
 
     def test_an_unknown_role_is_named(self, runner: CliRunner) -> None:
         result = runner.invoke(app, ["models", "provision", "--role", "poetry"])

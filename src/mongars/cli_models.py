@@ -155,7 +155,7 @@ def provision(
             wanted = [known_role(name) for name in role] if role else None
         except MongarsError as exc:
             raise _fail(exc) from None
-        async with _served_roles(settings, profiles) as (roles, _):
+        async with _served_roles(settings, profiles) as (roles, sessions):
             targets = targets_for(roles, profiles, wanted=wanted, profile=chosen)
             columns = (
                 TextColumn("{task.description}"),
@@ -181,9 +181,12 @@ def provision(
                     )
 
                 async with anyio.create_task_group() as group:
-                    service = ModelProvisioner(group, profiles.llm, progress_interval_seconds=0.1)
+                    service = ModelProvisioner(
+                        group, profiles.llm, sessions, progress_interval_seconds=0.1
+                    )
                     service.listeners.append(show)
-                    job = service.start(targets, force=force, profile=chosen)
+                    # Stored like a server's jobs: GET /api/v1/models/jobs/{id} shows it too.
+                    job = await service.start(targets, force=force, profile=chosen)
                     await service.wait(job)
             return list({task.id: task for task in job.tasks.values()}.values())
 

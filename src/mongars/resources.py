@@ -170,7 +170,7 @@ async def open_resources(
             metrics = Metrics()
             metrics.watch(roles=roles, connections=connections, rejects=limiter.rejects)
             chat.listeners.append(metrics.record_turn)
-            provisioning = ModelProvisioner(generations, profiles.llm)
+            provisioning = ModelProvisioner(generations, profiles.llm, sessions)
             provisioning.listeners.append(announce_to_admins(bus, sessions))
             replay = (
                 RedisReplayStore(redis, key(settings, "ws-ticket"))

@@ -738,8 +738,7 @@ export interface paths {
         };
         /**
          * Get Provision Job
-         * @description A provisioning job's per-role progress and outcome, on the server that started it
-         *     (admin).
+         * @description A provisioning job's per-role progress and outcome, from any replica (admin).
          */
         get: operations["get_provision_job"];
         put?: never;

@@ -242,3 +242,59 @@ class ModelRoleChoice(Base):
     temperature: Mapped[float | None] = mapped_column(Float)
     max_tokens: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProvisioningJob(Base):
+    """One request to provision roles' models (``POST /api/v1/models/provision`` or ``mongars
+    models provision``). Its roles point at the tasks doing the work: a task is shared by the
+    roles on one model and by later jobs that joined it while it ran."""
+
+    __tablename__ = "provisioning_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    profile: Mapped[str] = mapped_column(String(64))
+    force: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProvisioningTask(Base):
+    """One pull or check of one target, as last written by the replica running it.
+
+    That replica writes on each phase change and at the end, progress at most once a second,
+    and touches ``updated_at`` while the task runs even without progress: a running row that
+    goes quiet belongs to a replica that stopped."""
+
+    __tablename__ = "provisioning_tasks"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    backend: Mapped[str] = mapped_column(String(16))
+    # Text: model names and phases come from settings and model servers, unbounded.
+    model: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[str] = mapped_column(Text)
+    completed_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Which replica runs it (host:pid), named when it stops without finishing.
+    replica: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProvisioningJobRole(Base):
+    """A role of a job, and the task provisioning it."""
+
+    __tablename__ = "provisioning_job_roles"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("provisioning_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The order the roles were asked in, which is the order the job reports them.
+    position: Mapped[int]
+    # No cascade: a task is deleted only once no job points at it.
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provisioning_tasks.id"), index=True)
+    # True when the task was already running for an earlier job.
+    joined: Mapped[bool] = mapped_column(default=False)

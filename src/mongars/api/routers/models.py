@@ -22,7 +22,7 @@ from mongars.api.schemas.models import (
 from mongars.core.llm import BackendHealth, ChatBackend
 from mongars.core.model_admin import RoleChoice, known_profile, known_role, switch_role
 from mongars.core.model_profiles import ModelProfiles
-from mongars.core.model_provisioning import ProvisionJob, targets_for
+from mongars.core.model_provisioning import JobReport, targets_for
 from mongars.core.model_roles import ROLES, ModelRoles
 
 router = APIRouter(tags=["models"])
@@ -66,7 +66,7 @@ async def _describe(roles: ModelRoles, profiles: ModelProfiles) -> ModelsRespons
     )
 
 
-def _job_out(job: ProvisionJob) -> ProvisionJobOut:
+def _job_out(job: JobReport) -> ProvisionJobOut:
     return ProvisionJobOut(
         id=job.id,
         profile=job.profile,
@@ -75,20 +75,20 @@ def _job_out(job: ProvisionJob) -> ProvisionJobOut:
         created_at=job.created_at,
         roles=[
             RoleProvisionOut(
-                role=role,
-                backend=task.target.kind,
-                model=task.target.model,
-                status=task.status,
-                phase=task.phase,
-                completed_bytes=task.completed_bytes,
-                total_bytes=task.total_bytes,
-                detail=task.detail,
-                error=task.error,
-                joined=role in job.joined,
-                started_at=task.started_at,
-                finished_at=task.finished_at,
+                role=role.role,
+                backend=role.backend,
+                model=role.model,
+                status=role.status,
+                phase=role.phase,
+                completed_bytes=role.completed_bytes,
+                total_bytes=role.total_bytes,
+                detail=role.detail,
+                error=role.error,
+                joined=role.joined,
+                started_at=role.started_at,
+                finished_at=role.finished_at,
             )
-            for role, task in job.tasks.items()
+            for role in job.roles
         ],
     )
 
@@ -129,7 +129,11 @@ async def set_model_role(
     responses=responses(401, 403, 422),
 )
 async def provision_models(
-    body: ProvisionRequest, _admin: AdminUser, resources: ResourcesDep, response: Response
+    body: ProvisionRequest,
+    _admin: AdminUser,
+    db: DbSession,
+    resources: ResourcesDep,
+    response: Response,
 ) -> ProvisionJobOut:
     """Start pulling or checking the roles' models in the background: 202 with a job to poll
     (admins' sockets also get ``model.provision.*`` events). A role already being provisioned
@@ -138,17 +142,21 @@ async def provision_models(
     profile = known_profile(profiles, body.profile) if body.profile else profiles.active
     wanted = [known_role(name) for name in body.roles] if body.roles else None
     targets = targets_for(resources.roles, profiles, wanted=wanted, profile=profile)
-    job = resources.provisioning.start(targets, force=body.force, profile=profile)
+    # The job is stored in a transaction of its own, committed before the 202 so that every
+    # replica can answer for it. This request's session only read (who asks): end it first,
+    # as SQLite has one connection per process and the session holds it.
+    await db.commit()
+    job = await resources.provisioning.start(targets, force=body.force, profile=profile)
     response.headers["Location"] = f"/api/v1/models/jobs/{job.id}"
-    return _job_out(job)
+    return _job_out(job.report())
 
 
 @router.get("/api/v1/models/jobs/{job_id}", responses=responses(401, 403, 404))
 async def get_provision_job(
     job_id: Annotated[str, Path(min_length=1, max_length=64)],
     _admin: AdminUser,
+    db: DbSession,
     resources: ResourcesDep,
 ) -> ProvisionJobOut:
-    """A provisioning job's per-role progress and outcome, on the server that started it
-    (admin)."""
-    return _job_out(resources.provisioning.get(job_id))
+    """A provisioning job's per-role progress and outcome, from any replica (admin)."""
+    return _job_out(await resources.provisioning.report(db, job_id))
