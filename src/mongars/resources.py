@@ -39,7 +39,8 @@ from mongars.core.stream_mirror import RedisStreamMirror
 from mongars.core.streams import StreamHub
 from mongars.core.tickets import MemoryReplayStore, RedisReplayStore, TicketService
 from mongars.core.ws_connections import ConnectionRegistry
-from mongars.db.database import create_engine, create_session_factory
+from mongars.db.database import create_engine, create_session_factory, sqlite_database_path
+from mongars.db.sqlite_checkpoints import run_checkpoints
 from mongars.observability import tracing
 from mongars.observability.metrics import Metrics
 from mongars.redis_client import key, open_redis
@@ -128,7 +129,7 @@ async def open_resources(
     account_services = build_account_services(settings)
     # A bad profiles file or an unknown profile stops the start, naming what is wrong.
     profiles = load_profiles(settings.llm)
-    engine = create_engine(settings)
+    engine = create_engine(settings, background_checkpoints=True)
     tracing.instrument_engine(engine)
     sessions = create_session_factory(engine)
     owns_roles = roles is None
@@ -146,6 +147,8 @@ async def open_resources(
         async with open_redis(settings) as redis, anyio.create_task_group() as generations:
             bus = EventBus(redis, settings.redis_key_prefix)
             generations.start_soon(bus.run, name="event bus")
+            if (database := sqlite_database_path(engine)) is not None:
+                generations.start_soon(run_checkpoints, database, name="sqlite checkpoints")
             streams = StreamHub(
                 generations,
                 buffer_events=settings.chat.stream_buffer_events,

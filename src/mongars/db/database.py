@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -17,7 +18,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from mongars.config import Settings
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, background_checkpoints: bool = False) -> AsyncEngine:
+    """``background_checkpoints``: SQLite only, the server's engine; its connections leave WAL
+    checkpoints to ``sqlite_checkpoints.run_checkpoints``, which the caller must run."""
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -30,6 +33,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=30
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if background_checkpoints:
+            event.listen(engine.sync_engine, "connect", _no_automatic_checkpoints)
         return engine
     connect_args: dict[str, Any] = {}
     if settings.database_schema:
@@ -50,6 +55,27 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def _no_automatic_checkpoints(
+    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    # Once a checkpoint has emptied it, the log file shrinks back to this size when it is
+    # reused, rather than keeping the size of the largest burst of writes ever seen.
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+    cursor.close()
+
+
+def sqlite_database_path(engine: AsyncEngine) -> Path | None:
+    """The file behind an SQLite engine (None for PostgreSQL or an in-memory database)."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(engine.url.database)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
