@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,28 +65,15 @@ class UsageRepository:
         completion_tokens: int,
     ) -> None:
         """Add to the day's counters, creating the row on the day's first turn (atomic)."""
-        insert: Any = (
-            postgresql.insert
-            if self.session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert
-        )
-        statement = insert(DailyUsage).values(
-            user_id=user_id,
-            day=day,
-            messages=messages,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[DailyUsage.user_id, DailyUsage.day],
-                set_={
-                    "messages": DailyUsage.messages + statement.excluded.messages,
-                    "prompt_tokens": DailyUsage.prompt_tokens + statement.excluded.prompt_tokens,
-                    "completion_tokens": DailyUsage.completion_tokens
-                    + statement.excluded.completion_tokens,
-                },
-            )
+            _add_usage_statement(self.session.get_bind().dialect.name),
+            {
+                "user_id": user_id,
+                "day": day,
+                "messages": messages,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+            },
         )
 
     async def set_override(
@@ -115,3 +103,26 @@ class UsageRepository:
             existing.daily_tokens = daily_tokens
             existing.updated_at = now
         await self.session.flush()
+
+
+@functools.cache
+def _add_usage_statement(dialect: str) -> Any:
+    """The upsert, built once per dialect: building it costs more than running it (its
+    ``excluded`` alias copies the table's columns), and it runs on every chat turn."""
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(DailyUsage).values(
+        user_id=bindparam("user_id"),
+        day=bindparam("day"),
+        messages=bindparam("messages"),
+        prompt_tokens=bindparam("prompt_tokens"),
+        completion_tokens=bindparam("completion_tokens"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[DailyUsage.user_id, DailyUsage.day],
+        set_={
+            "messages": DailyUsage.messages + statement.excluded.messages,
+            "prompt_tokens": DailyUsage.prompt_tokens + statement.excluded.prompt_tokens,
+            "completion_tokens": DailyUsage.completion_tokens
+            + statement.excluded.completion_tokens,
+        },
+    )
