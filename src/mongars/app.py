@@ -51,8 +51,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Allocations before a young collection, and young (then middle) collections before an older
-# one: fewer, not longer, collector pauses while many sockets are open (bench/ws.py).
-GC_THRESHOLDS = (50_000, 20, 20)
+# one. A young collection's pause grows with the threshold (about 1.5 us per object it frees:
+# 50,000 paused a chat turn 70-90 ms), so young ones stay small; older ones, whose pauses
+# grow with every object of thousands of open sockets, are rarer than CPython's 700/10/10
+# (bench/ws.py, bench/overhead.py).
+GC_THRESHOLDS = (2_000, 20, 50)
 
 
 class LifespanState(TypedDict):
