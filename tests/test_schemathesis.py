@@ -108,8 +108,12 @@ def session(
 
 
 # The document as the app builds it (no I/O: nothing is opened before the lifespan). Loaded
-# eagerly: schemathesis's lazy fixture loader does not work with pytest 9.
-schema = schemathesis.openapi.from_dict(create_app(make_settings(Path("unused"))).openapi())
+# eagerly: schemathesis's lazy fixture loader does not work with pytest 9. Without the web UI:
+# its pages are not in the document, and Django, configured once per process, would keep this
+# app's data dir for the whole test session (its session files went to ./unused).
+schema = schemathesis.openapi.from_dict(
+    create_app(make_settings(Path("unused"), web_enabled=False)).openapi()
+)
 
 
 @schema.parametrize()
