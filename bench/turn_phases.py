@@ -89,9 +89,9 @@ def instrument() -> list[str]:
 
 @contextlib.contextmanager
 def mock_backend(core: int | None) -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from mongars.devtools.cluster import free_port
+
+    port = free_port()
     command = [sys.executable, str(BENCH_DIR / "mock_backend.py"), "--port", str(port)]
     if core is not None:
         command = ["taskset", "-c", str(core), *command]

@@ -7,7 +7,6 @@ own loop); configure its model through the ``FakeBackend`` handed in.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,18 +21,13 @@ from mongars.config import Settings
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
 from mongars.core.rag.embedder import TextEmbedder
+from mongars.devtools.cluster import free_port
 
 
 @dataclass
 class LiveServer:
     base_url: str
     fake: FakeBackend
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

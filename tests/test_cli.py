@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from mongars.devtools.cluster import free_port
 
 MONGARS = [sys.executable, "-m", "mongars"]
 PASSWORD = "correct horse battery"
@@ -40,12 +41,6 @@ def env(tmp_path: Path) -> dict[str, str]:
         "MONGARS_AUTH__ARGON2_MEMORY_COST_KIB": "1024",
         "MONGARS_AUTH__ARGON2_TIME_COST": "1",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
 
 from mongars.app import create_app
+from mongars.devtools.cluster import free_port
 from tests.conftest import make_settings
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TestDatabaseDown:
     async def test_ready_fails_and_requests_get_503(self, tmp_path: Path) -> None:
         settings = make_settings(
-            tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{unused_port()}/test"
+            tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/test"
         )
         app = create_app(settings)
         async with LifespanManager(app) as manager:

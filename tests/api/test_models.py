@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,14 +14,9 @@ from sqlalchemy import select
 from mongars.app import create_app
 from mongars.config import LLMSettings, Settings
 from mongars.db.tables import ModelRoleChoice
+from mongars.devtools.cluster import free_port
 from mongars.resources import Resources
 from tests.conftest import Account, Accounts, migrated_settings
-
-
-def unused_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @asynccontextmanager
@@ -153,7 +147,7 @@ class TestSwitching:
     async def test_an_unreachable_server_is_refused_and_the_old_role_stays(
         self, tmp_path: Path
     ) -> None:
-        base_url = f"http://127.0.0.1:{unused_loopback_port()}/v1"
+        base_url = f"http://127.0.0.1:{free_port()}/v1"
         settings = await migrated_settings(
             tmp_path, llm=LLMSettings(backend="fake", base_url=base_url)
         )

@@ -4,7 +4,6 @@ a 500, and every refusal is the error envelope."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mongars.app import create_app
 from mongars.core.llm import FakeBackend
+from mongars.devtools.cluster import free_port
 from tests.conftest import Accounts, make_settings
 
 NOT_ENVELOPES = {"/ready"}  # readiness answers with its own report, 503 included
@@ -140,16 +140,10 @@ class TestEveryRoute:
         assert walked >= 30
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TestDatabaseDown:
     async def test_every_route_answers_503_or_without_the_database(self, tmp_path: Path) -> None:
         settings = make_settings(
-            tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{unused_port()}/test"
+            tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/test"
         )
         app = create_app(settings)
         async with LifespanManager(app) as manager:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -25,6 +24,7 @@ from mongars.core.llm import (
     StreamEnd,
     TextDelta,
 )
+from mongars.devtools.cluster import free_port
 from tests.model_fixtures import ALIAS, LlamaServer
 
 pytestmark = pytest.mark.anyio
@@ -43,12 +43,6 @@ async def backend(llama_server: LlamaServer) -> AsyncIterator[OpenAICompatBacken
     )
     yield backend
     await backend.aclose()
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -149,7 +143,7 @@ class TestRefusedConnection:
         transport = CountingTransport()
         breaker = CircuitBreaker(failure_threshold=3, cooldown_seconds=60)
         backend = OpenAICompatBackend(
-            f"http://127.0.0.1:{_unused_port()}",
+            f"http://127.0.0.1:{free_port()}",
             "any-model",
             max_retries=0,
             breaker=breaker,
@@ -179,7 +173,7 @@ class TestRefusedConnection:
     async def test_refused_connection_is_retried_before_giving_up(self) -> None:
         transport = CountingTransport()
         backend = OpenAICompatBackend(
-            f"http://127.0.0.1:{_unused_port()}",
+            f"http://127.0.0.1:{free_port()}",
             "any-model",
             max_retries=2,
             retry_base_delay_seconds=0.01,
@@ -194,7 +188,7 @@ class TestRefusedConnection:
         assert transport.requests == 3
 
     async def test_health_of_an_unreachable_server(self) -> None:
-        backend = OpenAICompatBackend(f"http://127.0.0.1:{_unused_port()}", "any-model")
+        backend = OpenAICompatBackend(f"http://127.0.0.1:{free_port()}", "any-model")
         try:
             health = await backend.health()
         finally:
