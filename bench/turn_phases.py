@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import os
 import socket
 import statistics
@@ -131,7 +132,7 @@ def configure(data_dir: Path, mock_port: int) -> None:
     )
 
 
-async def measure(turns: int, statements: list[str]) -> None:
+async def measure(turns: int, statements: list[str], gc_thresholds: tuple[int, ...] | None) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -174,10 +175,16 @@ async def measure(turns: int, statements: list[str]) -> None:
                     await client.get(path, headers=headers)
                     durations.append(time.perf_counter() - started)
                 floors[path] = statistics.median(durations)
+            if gc_thresholds:  # instead of the app's own (set in its lifespan)
+                gc.set_threshold(*gc_thresholds)
+            pauses = CollectorPauses()
+            gc.callbacks.append(pauses.observe)
             timings.clear()
             cpu = time.process_time()
             whole = [await turn() for _ in range(turns)]
             cpu = (time.process_time() - cpu) / turns
+            gc.callbacks.remove(pauses.observe)
+            thresholds = gc.get_threshold()
     print(f"one chat turn, {turns} turns after {WARMUP_TURNS} of warm-up (medians, ms):")
     print(f"  {'whole turn, as the client sees it':40} {statistics.median(whole) * 1000:7.3f}")
     print(f"  {'  this process CPU per turn':40} {cpu * 1000:7.3f}")
@@ -185,6 +192,15 @@ async def measure(turns: int, statements: list[str]) -> None:
         count = len(values) / turns
         per = f"  ({count:g} per turn)" if count != 1 else ""
         print(f"  {label:40} {statistics.median(values) * 1000:7.3f}{per}")
+    print(f"garbage collector, thresholds {thresholds}, during the measured turns:")
+    for generation, durations in sorted(pauses.by_generation.items()):
+        print(
+            f"  generation {generation}: {len(durations)} collections, pause max "
+            f"{max(durations) * 1000:.1f} ms, mean {statistics.mean(durations) * 1000:.2f} ms"
+        )
+    print(
+        f"  objects freed per turn (cyclic garbage, client's included): {pauses.freed / turns:.0f}"
+    )
     print("floors, the same client:")
     print(f"  {'GET /healthz (middleware only)':40} {floors['/healthz'] * 1000:7.3f}")
     print(f"  {'GET /api/v1/user/me (+ API-key auth)':40} {floors['/api/v1/user/me'] * 1000:7.3f}")
@@ -193,11 +209,31 @@ async def measure(turns: int, statements: list[str]) -> None:
         print(f"  {statement}")
 
 
+class CollectorPauses:
+    """Each garbage collection's pause, by generation, and the objects it freed."""
+
+    def __init__(self) -> None:
+        self.by_generation: defaultdict[int, list[float]] = defaultdict(list)
+        self.freed = 0
+        self._started = 0.0
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.by_generation[info["generation"]].append(time.perf_counter() - self._started)
+        self.freed += info["collected"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=500, help="measured turns (default 500)")
     parser.add_argument("--core", type=int, default=0, help="core for this process (default 0)")
     parser.add_argument("--mock-core", type=int, default=1, help="core for the mock (default 1)")
+    parser.add_argument(
+        "--gc-thresholds",
+        help="collector thresholds to measure instead of the app's, e.g. 50000,20,20 or 700,10,10",
+    )
     args = parser.parse_args()
     pinning = len(os.sched_getaffinity(0)) >= 2
     if pinning:
@@ -208,7 +244,10 @@ def main() -> None:
         mock_backend(args.mock_core if pinning else None) as port,
     ):
         configure(Path(scratch), port)
-        asyncio.run(measure(args.turns, statements))
+        thresholds = (
+            tuple(int(v) for v in args.gc_thresholds.split(",")) if args.gc_thresholds else None
+        )
+        asyncio.run(measure(args.turns, statements, thresholds))
 
 
 if __name__ == "__main__":
