@@ -21,6 +21,7 @@ from mongars.core.errors import MongarsError
 from mongars.db import migrate as migrations
 from mongars.observability.logs import logging_config
 from mongars.resources import AccountServices, build_account_services, open_database
+from mongars.uvicorn_options import uvicorn_options
 
 app = typer.Typer(help="monGARS, a self-hosted conversational-AI gateway.", no_args_is_help=True)
 user_app = typer.Typer(help="Create accounts and reset passwords.", no_args_is_help=True)
@@ -95,15 +96,7 @@ def serve(
         host=bind_host,
         port=bind_port,
         workers=workers,
-        # uvicorn's ProxyHeadersMiddleware takes the client address and scheme from the
-        # trusted proxies' X-Forwarded-For / -Proto (addresses and CIDR networks); with none
-        # configured it stays off and the socket peer is the client.
-        proxy_headers=bool(settings.http.trusted_proxies),
-        forwarded_allow_ips=settings.http.trusted_proxies or None,
-        server_header=False,
-        log_config=log_config,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+        **uvicorn_options(settings, log_config),
         # Chat frames are small; per-message deflate cost ~45 KB and a zlib pass per socket
         # (measured by bench/ws.py) for little gain.
         ws_per_message_deflate=False,

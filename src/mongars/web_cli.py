@@ -10,6 +10,7 @@ from rich.console import Console
 
 from mongars.config import Settings
 from mongars.observability.logs import logging_config
+from mongars.uvicorn_options import uvicorn_options
 
 console = Console(stderr=True)
 
@@ -47,11 +48,5 @@ def web(
         standalone_web_app(settings, api_url.rstrip("/")),
         host=bind_host,
         port=bind_port,
-        # As `mongars serve`: the scheme and client address from trusted proxies only.
-        proxy_headers=bool(settings.http.trusted_proxies),
-        forwarded_allow_ips=settings.http.trusted_proxies or None,
-        server_header=False,
-        log_config=log_config,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+        **uvicorn_options(settings, log_config),
     )

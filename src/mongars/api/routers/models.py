@@ -16,7 +16,6 @@ from mongars.api.schemas.models import (
     RoleAvailability,
     RoleOut,
     RoleParameters,
-    RoleProvisionOut,
     RoleUpdate,
 )
 from mongars.core.llm import BackendHealth, ChatBackend
@@ -67,30 +66,8 @@ async def _describe(roles: ModelRoles, profiles: ModelProfiles) -> ModelsRespons
 
 
 def _job_out(job: JobReport) -> ProvisionJobOut:
-    return ProvisionJobOut(
-        id=job.id,
-        profile=job.profile,
-        force=job.force,
-        status=job.status,
-        created_at=job.created_at,
-        roles=[
-            RoleProvisionOut(
-                role=role.role,
-                backend=role.backend,
-                model=role.model,
-                status=role.status,
-                phase=role.phase,
-                completed_bytes=role.completed_bytes,
-                total_bytes=role.total_bytes,
-                detail=role.detail,
-                error=role.error,
-                joined=role.joined,
-                started_at=role.started_at,
-                finished_at=role.finished_at,
-            )
-            for role in job.roles
-        ],
-    )
+    # JobReport and RoleReport carry exactly the response's fields.
+    return ProvisionJobOut.model_validate(job, from_attributes=True)
 
 
 @router.get("/api/v1/models", responses=responses(401, 403))
