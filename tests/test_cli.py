@@ -11,8 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from mongars.devtools.cluster import free_port
+from tests.live_server import register_and_login
+from tests.ws_client import receive, receive_until, send
 
 MONGARS = [sys.executable, "-m", "mongars"]
 PASSWORD = "correct horse battery"
@@ -113,6 +116,27 @@ class TestServe:
             )
             assert reset.returncode == 0, reset.stderr
             assert client.get("/api/v1/user/me", headers=headers).status_code == 401
+
+    async def test_the_embedded_model_streams_over_a_websocket(self, server: str) -> None:
+        # As a user runs it: `mongars serve` with its default backend, the embedded SmolLM2,
+        # and a real WebSocket client with a single-use ticket.
+        headers = register_and_login(server, "streamer", PASSWORD)
+        async with httpx.AsyncClient(base_url=server) as http:
+            ticket = (await http.post("/api/v1/auth/ws/ticket", headers=headers)).json()["ticket"]
+        url = server.replace("http://", "ws://") + f"/ws/chat/?t={ticket}"
+        async with connect(url, origin=server, open_timeout=10) as ws:
+            assert (await receive(ws, within=10))["type"] == "ws.connected"
+            assert (await receive(ws, within=10))["type"] == "history.snapshot"
+            await send(ws, "chat.send", {"message": "Name one colour."}, id_="m1")
+            frames = await receive_until(ws, "chat.done", within=60)
+        assert any(f["type"] == "ack" and f["data"]["ref"] == "m1" for f in frames)
+        deltas = [f["data"]["text"] for f in frames if f["type"] == "chat.delta"]
+        message = frames[-1]["data"]["message"]
+        assert message["status"] == "complete"
+        assert message["backend"] == "embedded"
+        assert message["content"].strip()
+        assert "".join(deltas) == message["content"]
+        assert message["completion_tokens"] > 0
 
 
 class TestUserCommands:
