@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Row
 
 from mongars.db.tables import Message
 
@@ -27,21 +28,9 @@ class StoredMessage(BaseModel):
     completed_at: datetime | None
 
     @classmethod
-    def of(cls, message: Message) -> StoredMessage:
-        return cls(
-            id=message.id,
-            conversation_id=message.conversation_id,
-            role=message.role,
-            content=message.content,
-            status=message.status,
-            model=message.model,
-            backend=message.backend,
-            prompt_tokens=message.prompt_tokens,
-            completion_tokens=message.completion_tokens,
-            latency_ms=message.latency_ms,
-            created_at=message.created_at,
-            completed_at=message.completed_at,
-        )
+    def of(cls, message: Message | Row[Any]) -> StoredMessage:
+        """From a ``Message`` or a row of its columns (``turns.STORED_COLUMNS``)."""
+        return cls.model_validate(message, from_attributes=True)
 
 
 class TokenUsage(BaseModel):

@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,8 +47,9 @@ from mongars.core.rag.errors import RagDisabled
 from mongars.core.rag.service import RagService, SearchHit
 from mongars.core.streams import Stream, StreamHub
 from mongars.db.base import utcnow
+from mongars.db.repositories import turns
 from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
-from mongars.db.tables import Conversation, Message, MessageRole, MessageStatus, User
+from mongars.db.tables import MessageRole, MessageStatus, User
 from mongars.observability import tracing
 
 logger = logging.getLogger(__name__)
@@ -220,47 +220,20 @@ class ChatService:
         self, db: AsyncSession, user: User, request: TurnRequest, binding: RoleBinding
     ) -> tuple[uuid.UUID, int, int]:
         """The question and a pending answer row (the turn is acknowledged once committed)."""
-        conversations, messages = ConversationRepository(db), MessageRepository(db)
-        now = utcnow()
-        if request.conversation_id is None:
-            conversation_id = (
-                await conversations.add(
-                    Conversation(
-                        user_id=user.id,
-                        title=_title(request.message),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            ).id
-        else:
-            # Ownership was checked when the history was read, in this transaction.
-            conversation_id = request.conversation_id
-            await conversations.touch(conversation_id, now)
-        question = await messages.add(
-            Message(
-                conversation_id=conversation_id,
+        opened = await turns.open_turn(
+            db,
+            turns.NewQuestion(
                 user_id=user.id,
-                role=MessageRole.USER,
-                content=request.message,
-                status=MessageStatus.COMPLETE,
-                created_at=now,
-            )
-        )
-        answer = await messages.add(
-            Message(
-                conversation_id=conversation_id,
-                user_id=user.id,
-                role=MessageRole.ASSISTANT,
-                content="",
-                status=MessageStatus.INCOMPLETE,
-                reply_to_id=question.id,
+                # Ownership was checked when the history was read, in this transaction.
+                conversation_id=request.conversation_id,
+                title=_title(request.message),
+                text=request.message,
                 backend=binding.backend.name,
                 model=binding.backend.model,
-                created_at=now,
-            )
+                at=utcnow(),
+            ),
         )
-        return conversation_id, question.id, answer.id
+        return opened.conversation_id, opened.question_id, opened.reply_id
 
     async def _retrieve(
         self, db: AsyncSession, user: User, request: TurnRequest
@@ -544,17 +517,10 @@ class ChatService:
         for attempt in range(1, FINALIZE_ATTEMPTS + 1):
             try:
                 async with self.sessions() as db:
-                    # RETURNING: the stored row comes back with the update, not a read after.
-                    row = (
-                        await db.execute(
-                            update(Message)
-                            .where(Message.id == reply_id)
-                            .values(**values)
-                            .returning(Message)
-                        )
-                    ).scalar_one_or_none()
                     assert turn.conversation_id is not None
-                    await ConversationRepository(db).touch(turn.conversation_id, utcnow())
+                    row = await turns.complete_answer(
+                        db, turn.conversation_id, reply_id, values, utcnow()
+                    )
                     if self.accounting is not None and values["status"] != MessageStatus.ERROR:
                         # Usage is counted with the answer, in one commit: a client that reads
                         # its usage after the answer sees it, and a turn costs one write less.

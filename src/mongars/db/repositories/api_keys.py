@@ -3,10 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mongars.db.tables import ApiKey, User
+
+# Runs on every request made with an API key: built once, so its cache key is computed once.
+_FIND_WITH_OWNER = (
+    select(ApiKey, User)
+    .join(User, ApiKey.user_id == User.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
 
 
 class ApiKeyRepository:
@@ -25,11 +32,7 @@ class ApiKeyRepository:
         return list(result.scalars())
 
     async def find_with_owner(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        result = await self.session.execute(
-            select(ApiKey, User)
-            .join(User, ApiKey.user_id == User.id)
-            .where(ApiKey.key_hash == key_hash)
-        )
+        result = await self.session.execute(_FIND_WITH_OWNER, {"key_hash": key_hash})
         row = result.first()
         return None if row is None else (row[0], row[1])
 

@@ -25,25 +25,29 @@ class Standing:
     tokens: int
 
 
+# Checked before every chat turn: built once, so its cache key is computed once.
+_STANDING = (
+    select(
+        UserQuota.daily_messages,
+        UserQuota.daily_tokens,
+        DailyUsage.messages,
+        DailyUsage.prompt_tokens,
+        DailyUsage.completion_tokens,
+    )
+    .select_from(User)
+    .outerjoin(UserQuota, UserQuota.user_id == User.id)
+    .outerjoin(DailyUsage, and_(DailyUsage.user_id == User.id, DailyUsage.day == bindparam("day")))
+    .where(User.id == bindparam("user_id"))
+)
+
+
 class UsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def standing(self, user_id: uuid.UUID, day: date) -> Standing:
         """Overrides and the day's usage in one round trip (zeros when nothing is stored)."""
-        result = await self.session.execute(
-            select(
-                UserQuota.daily_messages,
-                UserQuota.daily_tokens,
-                DailyUsage.messages,
-                DailyUsage.prompt_tokens,
-                DailyUsage.completion_tokens,
-            )
-            .select_from(User)
-            .outerjoin(UserQuota, UserQuota.user_id == User.id)
-            .outerjoin(DailyUsage, and_(DailyUsage.user_id == User.id, DailyUsage.day == day))
-            .where(User.id == user_id)
-        )
+        result = await self.session.execute(_STANDING, {"user_id": user_id, "day": day})
         row = result.first()
         if row is None:
             return Standing(None, None, 0, 0)
@@ -110,7 +114,10 @@ def _add_usage_statement(dialect: str) -> Any:
     """The upsert, built once per dialect: building it costs more than running it (its
     ``excluded`` alias copies the table's columns), and it runs on every chat turn."""
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(DailyUsage).values(
+    # On the table, not the mapped class: an ORM-enabled insert would go through the ORM's
+    # bulk-insert path on every turn.
+    table = DailyUsage.__table__
+    statement = insert(table).values(
         user_id=bindparam("user_id"),
         day=bindparam("day"),
         messages=bindparam("messages"),
@@ -118,11 +125,9 @@ def _add_usage_statement(dialect: str) -> Any:
         completion_tokens=bindparam("completion_tokens"),
     )
     return statement.on_conflict_do_update(
-        index_elements=[DailyUsage.user_id, DailyUsage.day],
+        index_elements=[table.c.user_id, table.c.day],
         set_={
-            "messages": DailyUsage.messages + statement.excluded.messages,
-            "prompt_tokens": DailyUsage.prompt_tokens + statement.excluded.prompt_tokens,
-            "completion_tokens": DailyUsage.completion_tokens
-            + statement.excluded.completion_tokens,
+            name: table.c[name] + statement.excluded[name]
+            for name in ("messages", "prompt_tokens", "completion_tokens")
         },
     )
