@@ -195,6 +195,8 @@ def reset_fake(fake: FakeBackend) -> None:
     fake.hang_before_first_token = False
     fake.confidence = None
     fake.requests.clear()
+    fake.counting_blocks = False
+    fake.counting_threads.clear()
 
 
 async def empty_all_tables(resources: Resources) -> None:

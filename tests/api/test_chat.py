@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -242,6 +243,22 @@ class TestPromptBudget:
         assert prompt[-1].content == "latest question"
         assert all("old old" not in m.content for m in prompt)
         assert sum(len(m.content.split()) for m in prompt) < 8192 - 512
+
+
+class TestWhereThePromptIsBuilt:
+    @pytest.mark.parametrize("blocks", [False, True])
+    async def test_a_blocking_token_counter_runs_in_a_worker_thread(
+        self,
+        client: httpx.AsyncClient,
+        accounts: Accounts,
+        fake_backend: FakeBackend,
+        blocks: bool,
+    ) -> None:
+        fake_backend.counting_blocks = blocks
+        response = await chat(client, await accounts.create(), "count these words")
+        assert response.status_code == 200, response.text
+        on_the_loop = fake_backend.counting_threads == {threading.current_thread().name}
+        assert on_the_loop is not blocks, fake_backend.counting_threads
 
 
 class TestSilentBackend:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mongars.config import Settings
+from mongars.db.sqlite_driver import OneTripAiosqlite
 
 
 def create_engine(settings: Settings, *, background_checkpoints: bool = False) -> AsyncEngine:
@@ -30,7 +31,12 @@ def create_engine(settings: Settings, *, background_checkpoints: bool = False) -
         # connection they wait on an asyncio condition instead, woken the moment it is free.
         # Sessions release it at commit, so only a transaction's own work holds it.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=30
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+            **({"module": OneTripAiosqlite()} if url.startswith("sqlite+aiosqlite") else {}),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if background_checkpoints:

@@ -11,6 +11,7 @@ process leaves it ``incomplete``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -145,13 +146,17 @@ class ChatService:
         _refuse_if_circuit_open(binding)
         history = await self._history(db, user, request)
         hits = await self._retrieve(db, user, request)
-        prompt = await anyio.to_thread.run_sync(
+        build = functools.partial(
             self._build_prompt,
             binding,
             history,
             request.message,
             [_passage(h) for h in hits],
             _system_prompt(request.context) or self.settings.system_prompt,
+        )
+        # A real tokenizer may block; an estimate is cheaper than the hop to a thread.
+        prompt = (
+            await anyio.to_thread.run_sync(build) if binding.backend.counting_blocks else build()
         )
         citations = [
             Citation(
@@ -258,7 +263,6 @@ class ChatService:
         passages: list[str],
         system_prompt: str,
     ) -> Prompt:
-        # Runs in a worker thread: an exact tokenizer may be slow or blocking.
         return build_prompt(
             system_prompt=system_prompt,
             history=history,

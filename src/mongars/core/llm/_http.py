@@ -237,6 +237,10 @@ class RemoteBackend:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    @property
+    def counting_blocks(self) -> bool:
+        return False
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

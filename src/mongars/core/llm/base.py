@@ -128,6 +128,12 @@ class ChatBackend(Protocol):
         """Tokens in ``text``, used to trim history to the context budget."""
         ...
 
+    @property
+    def counting_blocks(self) -> bool:
+        """Whether ``count_tokens`` may block (a real tokenizer): the prompt is then built in a
+        worker thread, not on the event loop."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

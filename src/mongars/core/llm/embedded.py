@@ -294,6 +294,10 @@ class EmbeddedBackend:
             self._load()
         return self._count_cached(text)
 
+    @property
+    def counting_blocks(self) -> bool:
+        return True
+
     async def aclose(self) -> None:
         """Stop running generations, wait for their threads, then free the model."""
         self._closed = True

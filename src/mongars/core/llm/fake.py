@@ -6,6 +6,7 @@ answer served as if it came from a model is exactly the silent failure DESIGN se
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, Sequence
 
 import anyio
@@ -39,7 +40,8 @@ class FakeBackend:
     ``BackendUnavailable`` before any output; ``fail_after_tokens=N`` yields at most N deltas,
     then raises ``BackendUnavailable`` instead of ending; ``hang_before_first_token`` waits
     forever so that callers' timeouts fire. ``token_delay_seconds`` paces the tokens. Every
-    request is kept in ``requests``.
+    request is kept in ``requests``, and the name of every thread that counted tokens in
+    ``counting_threads``.
     """
 
     def __init__(
@@ -62,6 +64,9 @@ class FakeBackend:
         self._context_window = context_window
         self.requests: list[tuple[list[ChatMessage], GenerationParams]] = []
         self.closed = False
+        # Pretend counting blocks, as a real tokenizer's does; the threads that counted.
+        self.counting_blocks = False
+        self.counting_threads: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -76,6 +81,7 @@ class FakeBackend:
         return self._context_window
 
     def count_tokens(self, text: str) -> int:
+        self.counting_threads.add(threading.current_thread().name)
         return len(text.split())
 
     async def complete(
