@@ -1,0 +1,99 @@
+"""The SQLite engine's adapter: one call on aiosqlite's thread per statement, and otherwise
+what SQLAlchemy's own aiosqlite adapter does (rows, metadata, errors, streamed results)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mongars.db.database import create_engine
+from mongars.db.sqlite_driver import OneTripCursor
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(make_settings(tmp_path))
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every function aiosqlite runs on its connection's thread."""
+    calls: list[str] = []
+    original: Callable[..., Any] = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    return calls
+
+
+async def test_the_server_engine_uses_the_one_trip_cursor(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        assert isinstance(raw.driver_connection, aiosqlite.Connection)
+        assert isinstance(raw.dbapi_connection.cursor(), OneTripCursor)  # type: ignore[union-attr]
+
+
+async def test_a_statement_with_rows_is_one_call_on_the_database_thread(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with engine.begin() as connection:
+        thread_calls.clear()
+        inserted = await connection.execute(
+            text("INSERT INTO t (name) VALUES (:name) RETURNING id, name"), {"name": "a"}
+        )
+        assert inserted.one() == (1, "a")
+        assert thread_calls == ["_execute"]  # not cursor + execute + fetchall + close
+
+
+async def test_rows_rowcount_and_lastrowid_come_back(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        many = await connection.execute(
+            text("INSERT INTO t (name) VALUES (:name)"), [{"name": n} for n in "bcd"]
+        )
+        assert many.rowcount == 3
+        one = await connection.execute(text("INSERT INTO t (name) VALUES ('e')"))
+        assert one.lastrowid == 4
+        updated = await connection.execute(text("UPDATE t SET name = name || '!'"))
+        assert updated.rowcount == 4
+        names = (await connection.execute(text("SELECT name FROM t ORDER BY id"))).scalars()
+        assert list(names) == ["b!", "c!", "d!", "e!"]
+        empty = await connection.execute(text("SELECT name FROM t WHERE id < 0"))
+        assert empty.all() == []
+
+
+async def test_errors_are_sqlalchemys_and_the_transaction_rolls_back(engine: AsyncEngine) -> None:
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
+            await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
+    with pytest.raises(OperationalError, match="no such table"):
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT * FROM missing"))
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def test_streamed_results_still_use_a_server_side_cursor(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO t (name) VALUES (:name)"), [{"name": str(i)} for i in range(250)]
+        )
+    async with engine.connect() as connection:
+        result = await connection.stream(text("SELECT name FROM t ORDER BY id"))
+        seen = [row.name async for row in result]
+    assert seen == [str(i) for i in range(250)]
