@@ -76,14 +76,22 @@ async def test_rows_rowcount_and_lastrowid_come_back(engine: AsyncEngine) -> Non
         assert empty.all() == []
 
 
+async def insert_twice(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
+        await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
+
+
+async def select_missing(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT * FROM missing"))
+
+
 async def test_errors_are_sqlalchemys_and_the_transaction_rolls_back(engine: AsyncEngine) -> None:
     with pytest.raises(IntegrityError, match="UNIQUE"):
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
-            await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))
+        await insert_twice(engine)
     with pytest.raises(OperationalError, match="no such table"):
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT * FROM missing"))
+        await select_missing(engine)
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
 

@@ -1,5 +1,8 @@
 """What a route may ask for, as named types: ``db: DbSession``, ``user: CurrentUser``, ...
 
+Every dependency is ``async def``, even those that only read an attribute: FastAPI runs a plain
+``def`` dependency in a worker thread, a hand-off that costs more than the function itself.
+
 The request is the unit of work: ``DbSession`` commits once the route function has returned and
 before the response is sent (scope "function"), so nothing is acknowledged that is not stored;
 it rolls back on any error.
@@ -23,14 +26,18 @@ from mongars.observability.http import note_user
 from mongars.resources import Resources
 
 
-def get_resources(connection: HTTPConnection) -> Resources:
+def resources_of(connection: HTTPConnection) -> Resources:
     return cast(Resources, connection.state.resources)
+
+
+async def get_resources(connection: HTTPConnection) -> Resources:
+    return resources_of(connection)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
@@ -74,14 +81,14 @@ async def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_current_user(principal: CurrentPrincipal) -> User:
+async def get_current_user(principal: CurrentPrincipal) -> User:
     return principal.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_admin_user(principal: CurrentPrincipal) -> User:
+async def get_admin_user(principal: CurrentPrincipal) -> User:
     return require_admin(principal).user
 
 

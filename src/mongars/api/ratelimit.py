@@ -118,7 +118,7 @@ class LoginGuard:
             yield
 
 
-def get_login_guard(request: Request, resources: ResourcesDep) -> LoginGuard:
+async def get_login_guard(request: Request, resources: ResourcesDep) -> LoginGuard:
     return LoginGuard(request, resources.login_throttle)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from mongars.api.dependencies import CurrentPrincipal, ResourcesDep, get_resources
+from mongars.api.dependencies import CurrentPrincipal, ResourcesDep, resources_of
 from mongars.api.errors import responses
 from mongars.api.ratelimit import WsTicketRateLimit, rate_limited_response
 from mongars.api.schemas.ws import TicketResponse
@@ -65,7 +65,7 @@ def _refusal(websocket: WebSocket, resources: Resources) -> tuple[int, str] | No
 
 
 async def chat_socket(websocket: WebSocket) -> None:
-    resources = get_resources(websocket)
+    resources = resources_of(websocket)
     refusal = _refusal(websocket, resources)
     if refusal is not None:
         await _refuse(websocket, *refusal)
