@@ -124,11 +124,14 @@ async def database(
 
 
 async def migrated_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for a fresh SQLite database of its own, already migrated."""
+    """Settings for a database of its own (SQLite unless ``overrides`` name another), already
+    migrated."""
     settings = make_settings(data_dir, **overrides)
     engine = create_engine(settings)
-    await migrate.upgrade(engine)
-    await engine.dispose()
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
     return settings
 
 

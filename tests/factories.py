@@ -1,4 +1,4 @@
-"""Conversations and turns written straight through the repositories, as chat would store them.
+"""Conversations and turns written straight into the database, as chat would store them.
 
 History, listing, export and search only read what chat wrote; building the rows here keeps
 their tests independent of a model backend.
@@ -10,17 +10,28 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mongars.db.base import utcnow
-from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
 from mongars.db.repositories.users import UserRepository
 from mongars.db.tables import Conversation, Message, MessageRole, MessageStatus
 from mongars.resources import Resources
 from tests.conftest import Account
 
 MODEL = "fake-model"
+
+
+Row = TypeVar("Row", Conversation, Message)
+
+
+async def stored(db: AsyncSession, row: Row) -> Row:
+    """``row`` added and flushed: its generated id is set."""
+    db.add(row)
+    await db.flush()
+    return row
 
 
 @dataclass(frozen=True)
@@ -69,10 +80,11 @@ class ConversationFactory:
         user_id = await self.user_id(owner)
         now = utcnow()
         async with self.resources.sessions() as db:
-            conversation = await ConversationRepository(db).add(
+            conversation = await stored(
+                db,
                 Conversation(
                     user_id=user_id, title=title, created_at=now, updated_at=updated_at or now
-                )
+                ),
             )
             made = MadeConversation(id=conversation.id, user_id=user_id, title=title)
             for spec in turns:
@@ -85,7 +97,11 @@ class ConversationFactory:
     ) -> list[MadeTurn]:
         async with self.resources.sessions() as db:
             made = [await self._turn(db, conversation, spec) for spec in turns]
-            await ConversationRepository(db).touch(conversation.id, utcnow())
+            await db.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation.id)
+                .values(updated_at=utcnow())
+            )
             await db.commit()
         conversation.turns.extend(made)
         return made
@@ -95,9 +111,9 @@ class ConversationFactory:
     ) -> MadeTurn:
         if isinstance(spec, str):
             spec = TurnSpec(spec)
-        messages = MessageRepository(db)
         now = utcnow()
-        question = await messages.add(
+        question = await stored(
+            db,
             Message(
                 conversation_id=conversation.id,
                 user_id=conversation.user_id,
@@ -105,11 +121,12 @@ class ConversationFactory:
                 content=spec.question,
                 status=MessageStatus.COMPLETE,
                 created_at=now,
-            )
+            ),
         )
         if spec.answer is None:
             return MadeTurn(question_id=question.id, reply_id=None)
-        reply = await messages.add(
+        reply = await stored(
+            db,
             Message(
                 conversation_id=conversation.id,
                 user_id=conversation.user_id,
@@ -123,6 +140,6 @@ class ConversationFactory:
                 completion_tokens=len(spec.answer.split()),
                 created_at=now,
                 completed_at=None if spec.status == MessageStatus.INCOMPLETE else now,
-            )
+            ),
         )
         return MadeTurn(question_id=question.id, reply_id=reply.id)

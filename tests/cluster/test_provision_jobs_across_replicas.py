@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from mongars.config import Settings
-from mongars.db import migrate
-from mongars.db.database import create_engine
 from tests.api.test_models import admin_of, own_app
 from tests.api.test_models_provision import job_when, job_when_done, reasoning_on
-from tests.conftest import POSTGRES_URL, _drop_postgres_schema, _postgres_schema, make_settings
+from tests.conftest import POSTGRES_URL, _drop_postgres_schema, _postgres_schema, migrated_settings
 from tests.ollama_pull_server import FakeOllamaStore, fake_ollama_store
 
 
@@ -39,13 +37,7 @@ async def shared_settings(
     database: dict[str, object], tmp_path: Path, store: FakeOllamaStore
 ) -> Settings:
     """The settings both replicas run with, on a migrated database."""
-    settings = make_settings(tmp_path, llm=reasoning_on(store), **database)
-    engine = create_engine(settings)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return settings
+    return await migrated_settings(tmp_path, llm=reasoning_on(store), **database)
 
 
 async def provision_reasoning(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from mongars.db import migrate
 from mongars.db.base import Base
 from mongars.db.database import create_engine
 from mongars.resources import Resources
-from tests.conftest import Accounts, make_settings
+from tests.conftest import Accounts, migrated_settings
 from tests.rag.helpers import search, upload
 from tests.rag.test_retrieval_quality import CORPUS
 
@@ -55,13 +55,9 @@ def pgvector_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def pgvector_settings(
     pgvector_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    settings = make_settings(tmp_path_factory.mktemp("pgvector-app"), database_url=pgvector_url)
-    engine = create_engine(settings)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return settings
+    return await migrated_settings(
+        tmp_path_factory.mktemp("pgvector-app"), database_url=pgvector_url
+    )
 
 
 class PgvectorApp:

@@ -3,7 +3,6 @@ generated from it, and the Python SDK's models read every field the schema requi
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import re
@@ -19,18 +18,15 @@ from mongars_sdk import _endpoints as endpoints
 from mongars_sdk import _models as sdk
 from pydantic import BaseModel
 
+from tests.sdk.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 TS_SDK = REPO / "sdks" / "typescript"
 REFRESH = "run `make openapi` and commit openapi.json and sdks/typescript/src/schema.ts"
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("openapi_script", REPO / "scripts/openapi.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("openapi")
 
 
 @pytest.fixture(scope="module")

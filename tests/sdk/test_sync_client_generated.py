@@ -4,13 +4,14 @@ regenerating the other fails here."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.sdk.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "sdk_unasync.py"
@@ -19,12 +20,7 @@ PACKAGE = REPO / "sdks" / "python" / "src" / "mongars_sdk"
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sdk_unasync", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sdk_unasync")
 
 
 @pytest.fixture(scope="module")

@@ -225,8 +225,8 @@ class ChatService:
         self, db: AsyncSession, user: User, request: TurnRequest, binding: RoleBinding
     ) -> tuple[uuid.UUID, int, int]:
         """The question and a pending answer row (the turn is acknowledged once committed)."""
-        opened = await turns.open_turn(
-            db,
+        opened = await db.run_sync(
+            turns.open_turn,
             turns.NewQuestion(
                 user_id=user.id,
                 # Ownership was checked when the history was read, in this transaction.
@@ -522,8 +522,8 @@ class ChatService:
             try:
                 async with self.sessions() as db:
                     assert turn.conversation_id is not None
-                    row = await turns.complete_answer(
-                        db, turn.conversation_id, reply_id, values, utcnow()
+                    row = await db.run_sync(
+                        turns.complete_answer, turn.conversation_id, reply_id, values, utcnow()
                     )
                     if self.accounting is not None and values["status"] != MessageStatus.ERROR:
                         # Usage is counted with the answer, in one commit: a client that reads

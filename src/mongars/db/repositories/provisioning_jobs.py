@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,10 @@ class TaskState:
     detail: str | None
     error: str | None
     finished_at: datetime | None
+
+    def columns(self) -> dict[str, Any]:
+        """As ``provisioning_tasks`` column values (the fields are named after the columns)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +64,7 @@ class ProvisioningJobRepository:
         result = await self.session.execute(
             update(ProvisioningTask)
             .where(ProvisioningTask.id == task_id, ProvisioningTask.status == RUNNING)
-            .values(
-                status=state.status,
-                phase=state.phase,
-                completed_bytes=state.completed_bytes,
-                total_bytes=state.total_bytes,
-                detail=state.detail,
-                error=state.error,
-                finished_at=state.finished_at,
-                updated_at=when,
-            )
+            .values(**state.columns(), updated_at=when)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

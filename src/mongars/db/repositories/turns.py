@@ -5,8 +5,9 @@ question, an ``incomplete`` answer row; later the completed answer, ``updated_at
 day's usage. Through the ORM each of those cost a unit-of-work flush or an ORM-enabled
 ``UPDATE ... RETURNING`` plus a fresh cache key for statements built per call, which was most
 of a turn's CPU time (``bench/turn_phases.py``). Here the statements are built once, at import,
-and executed with parameters; each phase's statements run in one ``run_sync`` call, so the
-async bridge is crossed once per phase instead of once per statement.
+and executed with parameters. The functions take the sync ``Session``: callers run a whole
+phase in one ``AsyncSession.run_sync``, so the async bridge is crossed once per phase instead
+of once per statement.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from mongars.db.base import new_id
@@ -62,12 +62,8 @@ class NewQuestion:
     at: datetime
 
 
-async def open_turn(db: AsyncSession, question: NewQuestion) -> OpenedTurn:
+def open_turn(session: Session, question: NewQuestion) -> OpenedTurn:
     """Store the question and a pending answer row in the session's transaction."""
-    return await db.run_sync(_open_turn, question)
-
-
-def _open_turn(session: Session, question: NewQuestion) -> OpenedTurn:
     connection = session.connection()
     conversation_id = question.conversation_id
     if conversation_id is None:
@@ -114,8 +110,8 @@ def _open_turn(session: Session, question: NewQuestion) -> OpenedTurn:
     return OpenedTurn(conversation_id, question_id, reply_id)
 
 
-async def complete_answer(
-    db: AsyncSession,
+def complete_answer(
+    session: Session,
     conversation_id: uuid.UUID,
     reply_id: int,
     values: dict[str, Any],
@@ -123,16 +119,6 @@ async def complete_answer(
 ) -> Row[Any] | None:
     """Write the answer's final ``values`` and touch its conversation; the stored row back
     (``STORED_COLUMNS``), or None if the row is gone (its conversation was deleted)."""
-    return await db.run_sync(_complete_answer, conversation_id, reply_id, values, at)
-
-
-def _complete_answer(
-    session: Session,
-    conversation_id: uuid.UUID,
-    reply_id: int,
-    values: dict[str, Any],
-    at: datetime,
-) -> Row[Any] | None:
     connection = session.connection()
     row = connection.execute(_COMPLETE_ANSWER, {"key": reply_id, **values}).first()
     _touch(connection, conversation_id, at)
