@@ -44,6 +44,9 @@ MESSAGE = "What is the capital of France?"
 WARMUP_TURNS = 100
 
 timings: defaultdict[str, list[float]] = defaultdict(list)
+# FastAPI's dependency solver calls, itself included: it recurses into each dependency's
+# sub-tree every time a route names one, even when the value is cached for the request.
+dependency_solves = [0]
 
 
 def timed(owner: type, method: str, label: str) -> None:
@@ -79,6 +82,7 @@ def instrument() -> list[str]:
     timed(HttpCore, "open", "backend: request to first byte")
     timed(ChatService, "_generate", "generation (backend + store answer)")
     timed(ChatService, "_store_answer", "store answer (+ usage, commit)")
+    count_dependency_solves()
     statements: list[str] = []
 
     @event.listens_for(Engine, "before_cursor_execute")
@@ -86,6 +90,22 @@ def instrument() -> list[str]:
         statements.append(" ".join(statement.split())[:100])
 
     return statements
+
+
+def count_dependency_solves() -> None:
+    import fastapi.routing
+    from fastapi.dependencies import utils
+
+    original = utils.solve_dependencies
+
+    @functools.wraps(original)
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        dependency_solves[0] += 1
+        return await original(*args, **kwargs)
+
+    # Both names: the router calls it by its import, and it calls itself by its module's.
+    utils.solve_dependencies = counting  # type: ignore[assignment]
+    fastapi.routing.solve_dependencies = counting  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -164,7 +184,9 @@ async def measure(turns: int, statements: list[str], gc_thresholds: tuple[int, .
                 await turn()
             await asyncio.sleep(0.1)  # the last turn's listeners
             statements.clear()
+            dependency_solves[0] = 0
             await turn()
+            solves = dependency_solves[0]
             await asyncio.sleep(0.1)
             one_turn = list(statements)
             floors = {}
@@ -204,6 +226,7 @@ async def measure(turns: int, statements: list[str], gc_thresholds: tuple[int, .
     print("floors, the same client:")
     print(f"  {'GET /healthz (middleware only)':40} {floors['/healthz'] * 1000:7.3f}")
     print(f"  {'GET /api/v1/user/me (+ API-key auth)':40} {floors['/api/v1/user/me'] * 1000:7.3f}")
+    print(f"FastAPI dependency solver calls in one turn: {solves}")
     print(f"SQL statements in one turn: {len(one_turn)}")
     for statement in one_turn:
         print(f"  {statement}")

@@ -1,6 +1,6 @@
 """Rate limits and quotas as route dependencies, and the headers that tell clients about them.
 
-A limited route names its class in its signature (``_limit: ChatRateLimit``). The decision is
+A limited route names its class in its signature (``caller: ChatAdmission``). The decision is
 left on the request's scope, and ``RateLimitHeadersMiddleware`` writes the ``RateLimit-*``
 headers into whatever response goes out: the route's own, an error from further down (a 401
 after a wrong password, a 404), or a stream, whose headers leave before its first byte. A
@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
 from mongars.api.errors import ErrorEnvelope
-from mongars.core.quotas import UsageReport
 from mongars.core.ratelimit import Decision, LoginThrottle, RouteClass
+from mongars.db.tables import User
+from mongars.resources import Resources
 
 SCOPE_KEY = "mongars.rate_limit"
 
@@ -83,10 +86,6 @@ async def _limit(
     return decision
 
 
-async def limit_chat(request: Request, user: CurrentUser, resources: ResourcesDep) -> Decision:
-    return await _limit(request, resources, "chat", str(user.id))
-
-
 async def limit_ws_ticket(request: Request, user: CurrentUser, resources: ResourcesDep) -> Decision:
     return await _limit(request, resources, "ws_ticket", str(user.id))
 
@@ -95,9 +94,6 @@ async def limit_register(request: Request, resources: ResourcesDep) -> Decision:
     return await _limit(request, resources, "register", client_address(request))
 
 
-# Chat turns, whichever way they arrive (HTTP, SSE; the WebSocket handler and the
-# OpenAI-compatible route call ``resources.limiter.check("chat", str(user.id))`` themselves).
-ChatRateLimit = Annotated[Decision, Depends(limit_chat)]
 WsTicketRateLimit = Annotated[Decision, Depends(limit_ws_ticket)]
 RegisterRateLimit = Annotated[Decision, Depends(limit_register)]
 
@@ -125,13 +121,29 @@ async def get_login_guard(request: Request, resources: ResourcesDep) -> LoginGua
 LoginRateLimit = Annotated[LoginGuard, Depends(get_login_guard)]
 
 
-async def require_chat_quota(
-    user: CurrentUser, db: DbSession, resources: ResourcesDep
-) -> UsageReport:
-    return await resources.quotas.enforce(db, user)
+@dataclass(frozen=True, slots=True)
+class ChatCaller:
+    """Who may start a chat turn now: authenticated, within the per-minute chat limit and the
+    daily quota; with the request's unit of work and the app's resources."""
+
+    user: User
+    db: AsyncSession
+    resources: Resources
 
 
-ChatQuota = Annotated[UsageReport, Depends(require_chat_quota)]
+async def admit_chat(
+    request: Request, user: CurrentUser, db: DbSession, resources: ResourcesDep
+) -> ChatCaller:
+    # One dependency for the three checks, not one each: FastAPI walks a dependency's whole
+    # sub-tree (the account, the session, the resources) again every time a route names it.
+    await _limit(request, resources, "chat", str(user.id))
+    await resources.quotas.enforce(db, user)
+    return ChatCaller(user=user, db=db, resources=resources)
+
+
+# Chat turns over HTTP, SSE and the OpenAI-compatible API (the WebSocket handler checks the
+# same limit and quota itself, per message).
+ChatAdmission = Annotated[ChatCaller, Depends(admit_chat)]
 
 _HEADER_DOCS: dict[str, dict[str, Any]] = {
     "Retry-After": {

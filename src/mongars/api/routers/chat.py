@@ -10,41 +10,31 @@ from fastapi.sse import EventSourceResponse
 
 from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
 from mongars.api.errors import responses
-from mongars.api.ratelimit import ChatQuota, ChatRateLimit, rate_limited_response
+from mongars.api.ratelimit import ChatAdmission, ChatCaller, rate_limited_response
 from mongars.api.schemas.chat import CancelResponse, ChatRequest, ChatResponse
 from mongars.api.sse import SSE_RESPONSE_DOC, parse_last_event_id, stream_response
 from mongars.core.chat.results import TurnResult
 from mongars.core.errors import MongarsError
 from mongars.core.streams import Stream
-from mongars.db.tables import User
-from mongars.resources import Resources
 
 router = APIRouter(tags=["chat"])
 
 TURN_FAILURES = {**responses(401, 404, 413, 502, 503, 504), **rate_limited_response(quota=True)}
 
 
-async def begin_turn(
-    db: DbSession, resources: Resources, user: User, body: ChatRequest, *, resumable: bool
-) -> Stream:
-    turn = await resources.chat.prepare(db, user, body.turn_request())
+async def begin_turn(caller: ChatCaller, body: ChatRequest, *, resumable: bool) -> Stream:
+    chat = caller.resources.chat
+    turn = await chat.prepare(caller.db, caller.user, body.turn_request())
     # The question is stored: the turn is acknowledged. Commit now, before generating, so the
     # generation's own transaction can complete the answer row whatever happens to this request.
-    await db.commit()
-    return resources.chat.launch(turn, resumable=resumable)
+    await caller.db.commit()
+    return chat.launch(turn, resumable=resumable)
 
 
 @router.post("/api/v1/conversation/chat", responses=TURN_FAILURES)
-async def chat(
-    body: ChatRequest,
-    user: CurrentUser,
-    _limit: ChatRateLimit,
-    _quota: ChatQuota,
-    db: DbSession,
-    resources: ResourcesDep,
-) -> ChatResponse:
+async def chat(body: ChatRequest, caller: ChatAdmission) -> ChatResponse:
     """Send a message and get the whole answer once it is generated and stored."""
-    stream = await begin_turn(db, resources, user, body, resumable=False)
+    stream = await begin_turn(caller, body, resumable=False)
     outcome = await stream.wait()
     if isinstance(outcome, MongarsError):
         raise outcome
@@ -58,19 +48,11 @@ async def chat(
     # refusals (404, 413, 503) could no longer be plain HTTP errors sent before the stream.
     responses={**SSE_RESPONSE_DOC, **TURN_FAILURES},
 )
-async def chat_stream(
-    body: ChatRequest,
-    user: CurrentUser,
-    _limit: ChatRateLimit,
-    _quota: ChatQuota,
-    db: DbSession,
-    resources: ResourcesDep,
-) -> EventSourceResponse:
+async def chat_stream(body: ChatRequest, caller: ChatAdmission) -> EventSourceResponse:
     """Send a message and receive the answer as Server-Sent Events, token by token."""
-    stream = await begin_turn(db, resources, user, body, resumable=True)
-    return await stream_response(
-        stream, after=0, keepalive_seconds=resources.settings.chat.stream_keepalive_seconds
-    )
+    stream = await begin_turn(caller, body, resumable=True)
+    keepalive = caller.resources.settings.chat.stream_keepalive_seconds
+    return await stream_response(stream, after=0, keepalive_seconds=keepalive)
 
 
 @router.get(

@@ -19,10 +19,10 @@ import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
+from mongars.api.dependencies import CurrentUser, ResourcesDep
 from mongars.api.error_bodies import openai_error
 from mongars.api.errors import OpenAIErrorEnvelope
-from mongars.api.ratelimit import ChatQuota, ChatRateLimit
+from mongars.api.ratelimit import ChatAdmission
 from mongars.api.schemas.openai_compat import (
     AssistantMessage,
     ChatCompletion,
@@ -122,17 +122,15 @@ def _turn_request(body: ChatCompletionRequest, roles: ModelRoles) -> TurnRequest
     response_model=ChatCompletion,
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest,
-    user: CurrentUser,
-    _limit: ChatRateLimit,
-    _quota: ChatQuota,
-    db: DbSession,
-    resources: ResourcesDep,
+    body: ChatCompletionRequest, caller: ChatAdmission
 ) -> ChatCompletion | StreamingResponse:
     """Chat completion in OpenAI's format, optionally streamed (OpenAI-compatible)."""
-    turn = await resources.chat.prepare(db, user, _turn_request(body, resources.roles))
+    resources = caller.resources
+    turn = await resources.chat.prepare(
+        caller.db, caller.user, _turn_request(body, resources.roles)
+    )
     # Acknowledged: stored (unless store is false) before generating, as on the native routes.
-    await db.commit()
+    await caller.db.commit()
     # Not resumable: OpenAI clients cannot resume, so the stream is neither kept nor mirrored.
     stream = resources.chat.launch(turn, resumable=False)
     created = int(time.time())
@@ -234,14 +232,9 @@ async def list_openai_models(_user: CurrentUser, resources: ResourcesDep) -> Mod
 
 
 @router.post("/embeddings", responses=_FAILURES)
-async def create_embeddings(
-    body: EmbeddingRequest,
-    _user: CurrentUser,
-    _limit: ChatRateLimit,
-    _quota: ChatQuota,
-    resources: ResourcesDep,
-) -> EmbeddingList:
+async def create_embeddings(body: EmbeddingRequest, caller: ChatAdmission) -> EmbeddingList:
     """Embeddings from the embedded all-MiniLM-L6-v2 model (OpenAI-compatible)."""
+    resources = caller.resources
     if body.model not in EMBEDDING_MODEL_NAMES:
         raise NotFound(
             f"The embedding model {body.model!r} does not exist; use {EMBEDDING_MODEL!r}.",
