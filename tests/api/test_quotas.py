@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import func, select
 
 from mongars.core.llm import FakeBackend
+from mongars.db.database import commit_with
 from mongars.db.repositories.users import UserRepository
 from mongars.db.tables import Message
 from mongars.resources import Resources
@@ -84,8 +85,7 @@ class TestUsage:
 
         async def count_one() -> None:
             async with resources.sessions() as db:
-                await resources.quotas.count_turn(db, user.id, 7, 3)
-                await db.commit()
+                await commit_with(db, lambda c: resources.quotas.count_turn(c, user.id, 7, 3))
 
         async with anyio.create_task_group() as group:
             for _ in range(8):

@@ -1,21 +1,25 @@
-"""The SQLite engine's adapter: one call on aiosqlite's thread per statement, and otherwise
-what SQLAlchemy's own aiosqlite adapter does (rows, metadata, errors, streamed results)."""
+"""The SQLite engine's adapter: one call on aiosqlite's thread per statement (or per
+``commit_with``), no call for a commit or rollback with nothing to do, and otherwise what
+SQLAlchemy's own aiosqlite adapter does (rows, metadata, errors, streamed results)."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from mongars.db.database import create_engine
+from mongars.db.database import commit_with, create_engine
 from mongars.db.sqlite_driver import OneTripCursor
 from tests.conftest import make_settings
+
+request_label: contextvars.ContextVar[str] = contextvars.ContextVar("request_label", default="")
 
 
 @pytest.fixture
@@ -105,3 +109,90 @@ async def test_streamed_results_still_use_a_server_side_cursor(engine: AsyncEngi
         result = await connection.stream(text("SELECT name FROM t ORDER BY id"))
         seen = [row.name async for row in result]
     assert seen == [str(i) for i in range(250)]
+
+
+async def test_a_committed_connection_goes_back_to_the_pool_without_a_rollback_trip(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT name FROM t"))
+    # The pool resets every connection it takes back; with no transaction open, for free.
+    assert thread_calls == ["_execute", "commit", "_execute"]
+
+
+async def test_an_uncommitted_transaction_is_still_rolled_back_on_return(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    assert thread_calls == ["_execute", "rollback"]
+    with pytest.raises(IntegrityError):
+        await insert_twice(engine)
+    assert thread_calls[-1] == "rollback"
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def test_after_streamed_results_the_pool_rolls_back_to_be_safe(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with engine.connect() as connection:
+        result = await connection.stream(text("SELECT name FROM t"))
+        assert [row async for row in result] == []
+    assert thread_calls[-1] == "rollback"
+
+
+def insert_names(*names: str) -> Callable[[Connection], list[int]]:
+    def work(connection: Connection) -> list[int]:
+        statement = text("INSERT INTO t (name) VALUES (:name) RETURNING id")
+        return [connection.execute(statement, {"name": name}).scalar_one() for name in names]
+
+    return work
+
+
+async def names_in(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list((await connection.execute(text("SELECT name FROM t ORDER BY id"))).scalars())
+
+
+async def test_commit_with_runs_statements_and_commit_in_one_trip(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with AsyncSession(engine) as db:
+        await db.execute(text("INSERT INTO t (name) VALUES ('before')"))
+        thread_calls.clear()
+        ids = await commit_with(db, insert_names("a", "b"))
+        assert ids == [2, 3]
+        assert thread_calls == ["_commit_on_thread"]  # the session's own commit sends nothing
+    assert await names_in(engine) == ["before", "a", "b"]  # the session's earlier write too
+
+
+async def test_commit_with_rolls_back_the_whole_unit_of_work_on_failure(
+    engine: AsyncEngine,
+) -> None:
+    async with AsyncSession(engine) as db:
+        await db.execute(text("INSERT INTO t (name) VALUES ('before')"))
+        with pytest.raises(IntegrityError, match="UNIQUE"):
+            await commit_with(db, insert_names("a", "a"))
+        await db.rollback()
+    assert await names_in(engine) == []
+    async with AsyncSession(engine) as db:  # the connection is usable afterwards
+        await commit_with(db, insert_names("c"))
+    assert await names_in(engine) == ["c"]
+
+
+async def test_commit_with_carries_the_callers_context_to_the_thread(engine: AsyncEngine) -> None:
+    seen: list[str] = []
+
+    def work(connection: Connection) -> None:
+        seen.append(request_label.get())
+
+    token = request_label.set("turn 42")
+    try:
+        async with AsyncSession(engine) as db:
+            await commit_with(db, work)
+    finally:
+        request_label.reset(token)
+    assert seen == ["turn 42"]

@@ -83,10 +83,15 @@ class TestTracingOn:
         }
         assert turn.attributes is not None
         assert turn.attributes["mongars.backend"] == "fake"
-        # SQLAlchemy's statements belong to the same trace.
+        # SQLAlchemy's statements and the turn's writes belong to the same trace.
         sql = [s for s in spans if s.name.split()[0] in {"SELECT", "INSERT", "UPDATE"}]
         assert sql
         assert {s.context.trace_id for s in sql} == {server.context.trace_id}
+        stored = _one(spans, "chat.store_answer")
+        assert stored.parent is not None
+        assert stored.parent.span_id == turn.context.span_id
+        asked = _one(spans, "chat.store_question")
+        assert asked.context.trace_id == server.context.trace_id
 
     async def test_the_span_helper_nests_under_the_current_span(self, traced: TracedApp) -> None:
         traced.exporter.clear()

@@ -224,12 +224,8 @@ class WsSession:
         await self.resources.limiter.enforce("chat", str(self.user.id))
         async with self.resources.sessions() as db:
             await self.resources.quotas.enforce(db, self.user)
-            turn = await self.resources.chat.prepare(
-                db,
-                self.user,
-                body.turn_request(),
-            )
-            await db.commit()  # the question is stored: the turn is acknowledged
+            # Stored and committed: the turn is acknowledged.
+            turn = await self.resources.chat.prepare(db, self.user, body.turn_request())
         stream = self.resources.chat.launch(turn)
         self._send(
             "ack",

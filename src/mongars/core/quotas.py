@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mongars.config import QuotaSettings
 from mongars.core.errors import RateLimited
 from mongars.core.ratelimit.rejects import RejectLog
 from mongars.db.base import utcnow
-from mongars.db.repositories.usage import Standing, UsageRepository
+from mongars.db.repositories.usage import Standing, UsageRepository, add_usage
 from mongars.db.tables import User
 
 logger = logging.getLogger(__name__)
@@ -114,11 +115,13 @@ class QuotaService:
         )
         return await self.report(db, user.id)
 
-    async def count_turn(
-        self, db: AsyncSession, user_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
+    def count_turn(
+        self, connection: Connection, user_id: uuid.UUID, prompt_tokens: int, completion_tokens: int
     ) -> None:
-        """Count one answered turn in the caller's transaction (``ChatService.accounting``)."""
-        await UsageRepository(db).add(
+        """Count one answered turn in the caller's transaction (``ChatService.accounting``,
+        run inside ``database.commit_with``: possibly on the database's thread)."""
+        add_usage(
+            connection,
             user_id,
             self.clock().date(),
             messages=1,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,7 +17,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mongars.config import Settings
-from mongars.db.sqlite_driver import OneTripAiosqlite
+from mongars.db.sqlite_driver import OneTripAiosqlite, OneTripConnection
+
+T = TypeVar("T")
 
 
 def create_engine(settings: Settings, *, background_checkpoints: bool = False) -> AsyncEngine:
@@ -92,3 +95,24 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+async def commit_with(db: AsyncSession, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` (sync Core statements) on the session's connection, then commit the session.
+
+    For a hot path's few fixed statements: on the server's SQLite engine the statements and the
+    commit take one trip to the database thread (``OneTripConnection.commit_on_thread``);
+    elsewhere they run in one ``run_sync``. Either way, what the session wrote before is
+    committed with them, and a failure rolls everything back. ``work`` may run on the database's
+    thread: give it statements and values, nothing that needs the event loop.
+    """
+    connection = await db.connection()
+    adapter = (await connection.get_raw_connection()).dbapi_connection
+    if isinstance(adapter, OneTripConnection):
+        result = await adapter.commit_on_thread(work)
+    else:
+        result = await db.run_sync(lambda session: work(session.connection()))
+    # On SQLite nothing is left to send; this ends the session's transaction and hands the
+    # connection back to the pool.
+    await db.commit()
+    return result

@@ -11,24 +11,44 @@ It is passed to SQLAlchemy as the dialect's DBAPI module (``create_async_engine(
 the URL, the dialect, the pool and the server-side cursors are aiosqlite's own. It relies on
 ``aiosqlite.Connection._execute`` (run a function on the connection's thread), which aiosqlite's
 own cursors use for every call.
+
+``commit_on_thread`` goes further for the few hot write paths (a chat turn's): it runs a function
+taking a sync SQLAlchemy ``Connection`` over the same sqlite3 connection, on its thread, so
+several statements and their commit cost one trip and no per-statement async bridging (one
+chat-turn phase: 0.26 ms of CPU instead of 0.86 ms through ``AsyncSession.run_sync``, measured
+with a one-off script). The statements are the same Core statements, compiled and typed by
+SQLAlchemy's own SQLite dialect.
+
+It also spares commits and rollbacks with nothing to do their trip: the pool rolls back every
+connection it takes back, also after a commit, and a session commits after ``commit_on_thread``
+has. The adapter learns whether a transaction is open from the same thread call that runs each
+statement (or the commit), and skips a commit or rollback only when none is; ``sqlite3`` itself
+would send nothing to SQLite then.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
-_Outcome = tuple[Any, list[Any] | None, int, int | None]
+T = TypeVar("T")
+
+# description, rows, rowcount, lastrowid, whether a transaction is open afterwards
+_Outcome = tuple[Any, list[Any] | None, int, int | None, bool]
 
 
 def _execute(
@@ -44,7 +64,13 @@ def _execute(
         else:
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else None
-        return cursor.description, rows, cursor.rowcount, cursor.lastrowid
+        return (
+            cursor.description,
+            rows,
+            cursor.rowcount,
+            cursor.lastrowid,
+            connection.in_transaction,
+        )
     finally:
         cursor.close()
 
@@ -60,7 +86,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._connection = adapt_connection._connection
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
-        self._outcome: _Outcome = (None, None, -1, None)
+        self._outcome: _Outcome = (None, None, -1, None, True)
 
     @property
     def description(self) -> Any:
@@ -82,7 +108,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
+        adapt_connection: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt_connection._execute_mutex:
+            adapt_connection.transaction_may_be_open = True  # until the call says otherwise
             self._outcome = await connection._execute(  # type: ignore[no-untyped-call]
                 _execute,
                 connection._conn,  # the sqlite3 connection, used only on its own thread
@@ -90,6 +118,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                 parameters,
                 many,
             )
+            adapt_connection.transaction_may_be_open = self._outcome[4]
         rows = self._outcome[1]
         self._rows = collections.deque(rows) if rows else collections.deque()
 
@@ -100,9 +129,79 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
 
-class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+def _sync_view(connection: sqlite3.Connection) -> Connection:
+    """A sync SQLAlchemy connection over ``connection``, for its own thread. It owns nothing:
+    the static pool hands out this one sqlite3 connection, never resets nor closes it."""
+    engine = create_engine(
+        "sqlite://", creator=lambda: connection, poolclass=StaticPool, pool_reset_on_return=None
+    )
+    return engine.connect()
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ("_view", "transaction_may_be_open")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of it
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        # Unknown until a statement, commit or rollback tells: assume a transaction is open.
+        self.transaction_may_be_open = True
+        self._view: Connection | None = None
+
+    def open_view(self) -> None:
+        """Build the sync view now, on the fresh connection: SQLAlchemy initialises a new
+        engine's dialect on its first connection and then rolls it back, which would undo
+        whatever a caller's transaction had written if the view were built on first use."""
+        aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        self._view = await_(aio._execute(_sync_view, aio._conn))  # type: ignore[no-untyped-call]
+
+    async def commit_on_thread(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` then commit, on the database thread, in one trip.
+
+        ``connection`` is a sync SQLAlchemy connection over this one, in whatever transaction
+        is open: the commit includes what the caller's unit of work wrote before. On failure
+        everything is rolled back and the error raised. The caller's context (trace, request
+        id) is carried over to the thread.
+        """
+        aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        context = contextvars.copy_context()
+        async with self._execute_mutex:
+            self.transaction_may_be_open = True  # until the call says otherwise
+            outcome: tuple[T, bool] = await aio._execute(  # type: ignore[no-untyped-call]
+                self._commit_on_thread, aio._conn, work, context
+            )
+            result, self.transaction_may_be_open = outcome
+        return result
+
+    def _commit_on_thread(
+        self, raw: sqlite3.Connection, work: Callable[[Connection], T], context: contextvars.Context
+    ) -> tuple[T, bool]:
+        view = self._view
+        assert view is not None, "open_view() is called when the connection is made"
+        try:
+            result = context.run(work, view)
+            view.commit()
+        except BaseException:
+            view.rollback()
+            raise
+        return result, raw.in_transaction
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side:
+            # Streamed results run through aiosqlite's own cursor, which does not report.
+            self.transaction_may_be_open = True
+        return super().cursor(server_side=server_side)
+
+    # With no transaction open, sqlite3's own commit and rollback send nothing to SQLite.
+    def commit(self) -> None:
+        if self.transaction_may_be_open:
+            super().commit()
+            self.transaction_may_be_open = False
+
+    def rollback(self) -> None:
+        if self.transaction_may_be_open:
+            super().rollback()
+            self.transaction_may_be_open = False
 
 
 class OneTripAiosqlite(AsyncAdapt_aiosqlite_dbapi):
@@ -113,4 +212,6 @@ class OneTripAiosqlite(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *args: Any, **kwargs: Any) -> AsyncAdapt_aiosqlite_connection:
         adapted = super().connect(*args, **kwargs)
-        return _OneTripConnection(self, adapted._connection)
+        connection = OneTripConnection(self, adapted._connection)
+        connection.open_view()
+        return connection

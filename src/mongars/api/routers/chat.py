@@ -24,10 +24,9 @@ TURN_FAILURES = {**responses(401, 404, 413, 502, 503, 504), **rate_limited_respo
 
 async def begin_turn(caller: ChatCaller, body: ChatRequest, *, resumable: bool) -> Stream:
     chat = caller.resources.chat
+    # Stored and committed (acknowledged) before generating, so the generation's own
+    # transaction can complete the answer row whatever happens to this request.
     turn = await chat.prepare(caller.db, caller.user, body.turn_request())
-    # The question is stored: the turn is acknowledged. Commit now, before generating, so the
-    # generation's own transaction can complete the answer row whatever happens to this request.
-    await caller.db.commit()
     return chat.launch(turn, resumable=resumable)
 
 

@@ -126,11 +126,11 @@ async def create_chat_completion(
 ) -> ChatCompletion | StreamingResponse:
     """Chat completion in OpenAI's format, optionally streamed (OpenAI-compatible)."""
     resources = caller.resources
+    # Acknowledged: stored (unless store is false) and committed before generating, as on the
+    # native routes.
     turn = await resources.chat.prepare(
         caller.db, caller.user, _turn_request(body, resources.roles)
     )
-    # Acknowledged: stored (unless store is false) before generating, as on the native routes.
-    await caller.db.commit()
     # Not resumable: OpenAI clients cannot resume, so the stream is neither kept nor mirrored.
     stream = resources.chat.launch(turn, resumable=False)
     created = int(time.time())

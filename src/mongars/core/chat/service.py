@@ -19,10 +19,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from sqlalchemy import Connection
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,6 +51,7 @@ from mongars.core.rag.errors import RagDisabled
 from mongars.core.rag.service import RagService, SearchHit
 from mongars.core.streams import Stream, StreamHub
 from mongars.db.base import utcnow
+from mongars.db.database import commit_with
 from mongars.db.repositories import turns
 from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
 from mongars.db.tables import MessageRole, MessageStatus, User
@@ -84,8 +88,9 @@ class TurnFinished:
 
 
 TurnListener = Callable[[TurnFinished], Awaitable[None]]
-# (session, user id, prompt tokens, completion tokens), run before the answer's commit.
-UsageAccounting = Callable[[AsyncSession, uuid.UUID, int, int], Awaitable[None]]
+# (connection, user id, prompt tokens, completion tokens): runs with the answer's statements,
+# before their commit, possibly on the database's thread (``database.commit_with``).
+UsageAccounting = Callable[[Connection, uuid.UUID, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,11 @@ class ChatService:
         self.rag: RagService | None = None
 
     async def prepare(self, db: AsyncSession, user: User, request: TurnRequest) -> PreparedTurn:
+        """Check the turn, build its prompt and store the question (unless ``store`` is false).
+
+        Ends by committing ``db``'s unit of work: the question is then acknowledged, and the
+        connection is not held while the answer is generated.
+        """
         started = time.perf_counter()
         self.validate_message(request.message)
         binding = self._binding(request)
@@ -178,6 +188,7 @@ class ChatService:
             started=started,
         )
         if not request.store:
+            await db.commit()
             return turn
         conversation_id, question_id, reply_id = await self._store_question(
             db, user, request, binding
@@ -224,20 +235,21 @@ class ChatService:
     async def _store_question(
         self, db: AsyncSession, user: User, request: TurnRequest, binding: RoleBinding
     ) -> tuple[uuid.UUID, int, int]:
-        """The question and a pending answer row (the turn is acknowledged once committed)."""
-        opened = await db.run_sync(
-            turns.open_turn,
-            turns.NewQuestion(
-                user_id=user.id,
-                # Ownership was checked when the history was read, in this transaction.
-                conversation_id=request.conversation_id,
-                title=_title(request.message),
-                text=request.message,
-                backend=binding.backend.name,
-                model=binding.backend.model,
-                at=utcnow(),
-            ),
+        """The question and a pending answer row, committed: the turn is acknowledged."""
+        question = turns.NewQuestion(
+            user_id=user.id,
+            # Ownership was checked when the history was read, in this transaction.
+            conversation_id=request.conversation_id,
+            title=_title(request.message),
+            text=request.message,
+            backend=binding.backend.name,
+            model=binding.backend.model,
+            at=utcnow(),
         )
+        # On SQLite the statements run on the database's thread (``commit_with``), out of
+        # SQLAlchemy's tracing: this span shows the write in the turn's trace.
+        with tracing.span("chat.store_question"):
+            opened = await commit_with(db, functools.partial(turns.open_turn, question=question))
         return opened.conversation_id, opened.question_id, opened.reply_id
 
     async def _retrieve(
@@ -494,15 +506,14 @@ class ChatService:
         """An unstored turn still counts against the user's quota (its own small commit)."""
         if self.accounting is None or outcome.status == MessageStatus.ERROR:
             return
+        accounting, usage = self.accounting, outcome.usage
+
+        def count(connection: Connection) -> None:
+            accounting(connection, turn.user_id, usage.prompt_tokens, usage.completion_tokens)
+
         try:
             async with self.sessions() as db:
-                await self.accounting(
-                    db,
-                    turn.user_id,
-                    outcome.usage.prompt_tokens,
-                    outcome.usage.completion_tokens,
-                )
-                await db.commit()
+                await commit_with(db, count)
         except (DBAPIError, OSError):
             # The answer was generated and is delivered; only its count is lost. Logged loudly
             # because quotas then under-count.
@@ -518,29 +529,42 @@ class ChatService:
     async def _store_answer(
         self, turn: PreparedTurn, reply_id: int, values: dict[str, object]
     ) -> StoredMessage | None:
+        assert turn.conversation_id is not None
+        write = functools.partial(
+            self._write_answer, turn.conversation_id, turn.user_id, reply_id, values, utcnow()
+        )
         for attempt in range(1, FINALIZE_ATTEMPTS + 1):
             try:
-                async with self.sessions() as db:
-                    assert turn.conversation_id is not None
-                    row = await db.run_sync(
-                        turns.complete_answer, turn.conversation_id, reply_id, values, utcnow()
-                    )
-                    if self.accounting is not None and values["status"] != MessageStatus.ERROR:
-                        # Usage is counted with the answer, in one commit: a client that reads
-                        # its usage after the answer sees it, and a turn costs one write less.
-                        await self.accounting(
-                            db,
-                            turn.user_id,
-                            int(values["prompt_tokens"] or 0),  # type: ignore[call-overload]
-                            int(values["completion_tokens"] or 0),  # type: ignore[call-overload]
-                        )
-                    await db.commit()
+                async with self.sessions() as db, tracing.span("chat.store_answer"):
+                    row = await commit_with(db, write)
                     return StoredMessage.of(row) if row is not None else None
             except (DBAPIError, OSError):
                 logger.warning("storing answer %s failed (attempt %s)", reply_id, attempt)
                 await anyio.sleep(0.2 * attempt)
         logger.error("answer %s could not be stored; it stays incomplete", reply_id)
         return None
+
+    def _write_answer(
+        self,
+        conversation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        reply_id: int,
+        values: dict[str, Any],
+        at: datetime,
+        connection: Connection,
+    ) -> Row[Any] | None:
+        """The answer's statements (on the database's thread on SQLite: no other state here)."""
+        row = turns.complete_answer(connection, conversation_id, reply_id, values, at)
+        if self.accounting is not None and values["status"] != MessageStatus.ERROR:
+            # Usage is counted with the answer, in one commit: a client that reads its usage
+            # after the answer sees it, and a turn costs one write less.
+            self.accounting(
+                connection,
+                user_id,
+                int(values["prompt_tokens"] or 0),
+                int(values["completion_tokens"] or 0),
+            )
+        return row
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ question, an ``incomplete`` answer row; later the completed answer, ``updated_at
 day's usage. Through the ORM each of those cost a unit-of-work flush or an ORM-enabled
 ``UPDATE ... RETURNING`` plus a fresh cache key for statements built per call, which was most
 of a turn's CPU time (``bench/turn_phases.py``). Here the statements are built once, at import,
-and executed with parameters. The functions take the sync ``Session``: callers run a whole
-phase in one ``AsyncSession.run_sync``, so the async bridge is crossed once per phase instead
-of once per statement.
+and executed with parameters. The functions take a sync ``Connection``: callers run a whole
+phase with ``database.commit_with``, so the async bridge is crossed once per phase instead of
+once per statement (on SQLite, one trip to the database thread with the commit).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session
 
 from mongars.db.base import new_id
 from mongars.db.tables import Conversation, Message, MessageRole, MessageStatus
@@ -62,9 +61,8 @@ class NewQuestion:
     at: datetime
 
 
-def open_turn(session: Session, question: NewQuestion) -> OpenedTurn:
-    """Store the question and a pending answer row in the session's transaction."""
-    connection = session.connection()
+def open_turn(connection: Connection, question: NewQuestion) -> OpenedTurn:
+    """Store the question and a pending answer row in the connection's transaction."""
     conversation_id = question.conversation_id
     if conversation_id is None:
         conversation_id = new_id()
@@ -111,7 +109,7 @@ def open_turn(session: Session, question: NewQuestion) -> OpenedTurn:
 
 
 def complete_answer(
-    session: Session,
+    connection: Connection,
     conversation_id: uuid.UUID,
     reply_id: int,
     values: dict[str, Any],
@@ -119,7 +117,6 @@ def complete_answer(
 ) -> Row[Any] | None:
     """Write the answer's final ``values`` and touch its conversation; the stored row back
     (``STORED_COLUMNS``), or None if the row is gone (its conversation was deleted)."""
-    connection = session.connection()
     row = connection.execute(_COMPLETE_ANSWER, {"key": reply_id, **values}).first()
     _touch(connection, conversation_id, at)
     return row

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,27 +59,6 @@ class UsageRepository:
             tokens=(prompt or 0) + (completion or 0),
         )
 
-    async def add(
-        self,
-        user_id: uuid.UUID,
-        day: date,
-        *,
-        messages: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        """Add to the day's counters, creating the row on the day's first turn (atomic)."""
-        await self.session.execute(
-            _add_usage_statement(self.session.get_bind().dialect.name),
-            {
-                "user_id": user_id,
-                "day": day,
-                "messages": messages,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-            },
-        )
-
     async def set_override(
         self,
         user_id: uuid.UUID,
@@ -107,6 +86,29 @@ class UsageRepository:
             existing.daily_tokens = daily_tokens
             existing.updated_at = now
         await self.session.flush()
+
+
+def add_usage(
+    connection: Connection,
+    user_id: uuid.UUID,
+    day: date,
+    *,
+    messages: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> None:
+    """Add to the day's counters, creating the row on the day's first turn (atomic), in the
+    connection's transaction (a chat turn's answer phase, ``database.commit_with``)."""
+    connection.execute(
+        _add_usage_statement(connection.dialect.name),
+        {
+            "user_id": user_id,
+            "day": day,
+            "messages": messages,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        },
+    )
 
 
 @functools.cache
