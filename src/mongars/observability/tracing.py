@@ -5,15 +5,17 @@ and ``span()`` is a no-op context manager: the call sites cost a function call. 
 imports the small ``opentelemetry`` API package; the SDK is what stays out.)
 
 On, ``setup_tracing`` builds a tracer provider exporting over OTLP/HTTP to
-``MONGARS_OTEL_ENDPOINT`` and instruments the app (one server span per request), httpx (calls to
-Ollama and OpenAI-compatible backends) and, from the lifespan, the SQLAlchemy engine. The chat
-service adds ``chat.turn`` and ``chat.backend`` spans; RAG adds ``rag.search`` through
-``span()``. Because a generation runs in the stream hub's task group rather than in the
-request's task, ``launch`` captures the request's trace context (``capture()``) and the
-generation's spans name it as their parent.
+``MONGARS_OTEL_ENDPOINT`` and instruments the app (one server span per request), aiohttp's client
+(calls to Ollama and OpenAI-compatible backends), httpx (the web UI's calls to a remote API) and,
+from the lifespan, the SQLAlchemy engine. The chat service adds ``chat.turn`` and
+``chat.backend`` spans; RAG adds ``rag.search`` through ``span()``. Because a generation runs in
+the stream hub's task group rather than in the request's task, ``launch`` captures the request's
+trace context (``capture()``) and the generation's spans name it as their parent.
 
-The instrumentations patch process-wide objects (httpx's client classes), so the tracer is
-process state: the last app set up with tracing on owns it until its ``shutdown_tracing``.
+The instrumentations patch process-wide objects (httpx's client classes, aiohttp's
+``ClientSession``), so the tracer is process state: the last app set up with tracing on owns it
+until its ``shutdown_tracing``. aiohttp's is patched at session creation: a backend's session
+opens on its first request, after ``setup_tracing``, so backends the app is given are traced too.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ def enabled() -> bool:
 def setup_tracing(
     app: FastAPI, settings: Settings, exporter: SpanExporter | None = None
 ) -> TracerProvider:
-    """Build the tracer provider and instrument ``app`` and httpx. ``exporter`` replaces the
-    OTLP exporter (tests pass an in-memory one)."""
+    """Build the tracer provider and instrument ``app``, aiohttp's client and httpx.
+    ``exporter`` replaces the OTLP exporter (tests pass an in-memory one)."""
     global _provider, _tracer
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import Resource
@@ -76,9 +79,9 @@ def setup_tracing(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     # /metrics is scraped every few seconds: a span each time would drown the traces.
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/metrics")
-    instrumentor = HTTPXClientInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=provider)
+    for instrumentor in (AioHttpClientInstrumentor(), HTTPXClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
     _provider = provider
     _tracer = provider.get_tracer("mongars")
     logger.info("OpenTelemetry traces go to %s", settings.otel_endpoint)
@@ -103,9 +106,11 @@ def shutdown_tracing() -> None:
     global _provider, _tracer
     if _provider is None:
         return
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
+    AioHttpClientInstrumentor().uninstrument()
     HTTPXClientInstrumentor().uninstrument()
     if SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
         SQLAlchemyInstrumentor().uninstrument()

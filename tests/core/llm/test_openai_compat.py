@@ -1,5 +1,6 @@
 """``OpenAICompatBackend`` against a real OpenAI-compatible server: llama.cpp's HTTP server (as
-shipped inside the xllamacpp wheel) serving the SmolLM2 GGUF from a child process on 127.0.0.1.
+shipped inside the xllamacpp wheel) serving the SmolLM2 GGUF from a child process on 127.0.0.1;
+and, for wire behaviours llama.cpp does not show, against a local stub server.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 
 from mongars.core.errors import BackendError, BackendUnavailable, ContextLengthExceeded
 from mongars.core.llm import (
@@ -25,6 +26,7 @@ from mongars.core.llm import (
     TextDelta,
 )
 from mongars.devtools.cluster import free_port
+from tests.http_stub import StubServer, counted_connects
 from tests.model_fixtures import ALIAS, LlamaServer
 
 pytestmark = pytest.mark.anyio
@@ -43,21 +45,6 @@ async def backend(llama_server: LlamaServer) -> AsyncIterator[OpenAICompatBacken
     )
     yield backend
     await backend.aclose()
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    """Real network transport that counts the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.requests = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class TestAgainstLlamaCppServer:
@@ -139,15 +126,13 @@ class TestAgainstLlamaCppServer:
 
 
 class TestRefusedConnection:
-    async def test_refused_connection_opens_the_circuit_then_fails_fast(self) -> None:
-        transport = CountingTransport()
+    async def test_refused_connection_opens_the_circuit_then_fails_fast(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        requests = counted_connects(monkeypatch)
         breaker = CircuitBreaker(failure_threshold=3, cooldown_seconds=60)
         backend = OpenAICompatBackend(
-            f"http://127.0.0.1:{free_port()}",
-            "any-model",
-            max_retries=0,
-            breaker=breaker,
-            transport=transport,
+            f"http://127.0.0.1:{free_port()}", "any-model", max_retries=0, breaker=breaker
         )
         try:
             started = time.monotonic()
@@ -156,7 +141,7 @@ class TestRefusedConnection:
                     await backend.complete(MESSAGES, GREEDY)
             assert time.monotonic() - started < 2.0
             assert breaker.state is CircuitState.OPEN
-            assert transport.requests == 3
+            assert len(requests) == 3
 
             with pytest.raises(BackendUnavailable) as caught:
                 await backend.complete(MESSAGES, GREEDY)
@@ -165,19 +150,20 @@ class TestRefusedConnection:
         finally:
             await backend.aclose()
 
-        assert transport.requests == 3  # no network I/O once the circuit is open
+        assert len(requests) == 3  # no network I/O once the circuit is open
         assert caught.value.retry_after_seconds is not None
         assert 0 < caught.value.retry_after_seconds <= 60
         assert caught.value.headers["Retry-After"] == str(caught.value.retry_after_seconds)
 
-    async def test_refused_connection_is_retried_before_giving_up(self) -> None:
-        transport = CountingTransport()
+    async def test_refused_connection_is_retried_before_giving_up(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        requests = counted_connects(monkeypatch)
         backend = OpenAICompatBackend(
             f"http://127.0.0.1:{free_port()}",
             "any-model",
             max_retries=2,
             retry_base_delay_seconds=0.01,
-            transport=transport,
         )
         try:
             with pytest.raises(BackendUnavailable):
@@ -185,7 +171,7 @@ class TestRefusedConnection:
         finally:
             await backend.aclose()
 
-        assert transport.requests == 3
+        assert len(requests) == 3
 
     async def test_health_of_an_unreachable_server(self) -> None:
         backend = OpenAICompatBackend(f"http://127.0.0.1:{free_port()}", "any-model")
@@ -198,48 +184,53 @@ class TestRefusedConnection:
         assert health.model_present is None
 
 
-def _mock_backend(handler: Any, **kwargs: Any) -> OpenAICompatBackend:
+def _stub_backend(stub: StubServer, **kwargs: Any) -> OpenAICompatBackend:
     kwargs.setdefault("max_retries", 0)
-    return OpenAICompatBackend(
-        "http://model.test/v1", "m", transport=httpx.MockTransport(handler), **kwargs
-    )
+    return OpenAICompatBackend(stub.url + "/v1", "m", **kwargs)
+
+
+def _sse(events: list[dict[str, Any]]) -> str:
+    return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
 
 
 class TestWireFormatEdgeCases:
-    """Behaviours llama.cpp's server does not exhibit, played by ``httpx.MockTransport``."""
+    """Behaviours llama.cpp's server does not exhibit, played by a stub server."""
 
-    async def test_server_rejecting_logprobs_is_asked_again_without_them(self) -> None:
-        bodies: list[dict[str, Any]] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            body = json.loads(request.content)
-            bodies.append(body)
-            if "logprobs" in body:
-                return httpx.Response(400, json={"error": {"message": "logprobs not supported"}})
+    async def test_server_rejecting_logprobs_is_asked_again_without_them(
+        self, stub: StubServer
+    ) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            if "logprobs" in await request.json():
+                return web.json_response(
+                    {"error": {"message": "logprobs not supported"}}, status=400
+                )
             message = {"role": "assistant", "content": "hi"}
-            return httpx.Response(200, json={"choices": [{"message": message}]})
+            return web.json_response({"choices": [{"message": message}]})
 
-        backend = _mock_backend(handler)
+        stub.handler = handler
+        backend = _stub_backend(stub)
         first = await backend.complete(MESSAGES)
         second = await backend.complete(MESSAGES)
         await backend.aclose()
 
         assert first.text == second.text == "hi"
         assert first.confidence is None
+        bodies = [json.loads(received.body) for received in stub.received]
         assert ["logprobs" in body for body in bodies] == [True, False, False]
+        assert {received.path for received in stub.received} == {"/v1/chat/completions"}
 
-    async def test_stream_without_usage_counts_tokens_itself(self) -> None:
+    async def test_stream_without_usage_counts_tokens_itself(self, stub: StubServer) -> None:
         events = [
             {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]},
             {"choices": [{"delta": {"content": " there"}, "finish_reason": "stop"}]},
         ]
-        sse = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
 
-        def handler(request: httpx.Request) -> httpx.Response:
-            headers = {"Content-Type": "text/event-stream"}
-            return httpx.Response(200, text=": keep-alive\n\n" + sse, headers=headers)
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            text = ": keep-alive\n\n" + _sse(events)
+            return web.Response(text=text, content_type="text/event-stream")
 
-        backend = _mock_backend(handler)
+        stub.handler = handler
+        backend = _stub_backend(stub)
         collected = [event async for event in backend.stream(MESSAGES)]
         await backend.aclose()
 
@@ -250,59 +241,59 @@ class TestWireFormatEdgeCases:
         assert end.usage.completion_tokens == backend.count_tokens("Hello there")
         assert end.usage.prompt_tokens == sum(backend.count_tokens(m.content) for m in MESSAGES)
 
-    async def test_stream_cut_before_the_end_is_unavailable(self) -> None:
+    async def test_stream_cut_before_the_end_is_unavailable(self, stub: StubServer) -> None:
         event = {"choices": [{"delta": {"content": "Hel"}, "finish_reason": None}]}
 
-        def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, text=f"data: {json.dumps(event)}\n\n")
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(text=f"data: {json.dumps(event)}\n\n")
 
-        backend = _mock_backend(handler)
+        stub.handler = handler
+        backend = _stub_backend(stub)
         stream = backend.stream(MESSAGES)
         assert await anext(stream) == TextDelta("Hel")
         with pytest.raises(BackendUnavailable):
             await anext(stream)
         await backend.aclose()
 
-    async def test_key_echoed_by_the_server_is_scrubbed(self) -> None:
+    async def test_key_echoed_by_the_server_is_scrubbed(self, stub: StubServer) -> None:
         key = "sk-secret-" + secrets.token_hex(8)
 
-        def handler(request: httpx.Request) -> httpx.Response:
-            assert request.headers["Authorization"] == f"Bearer {key}"
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
             message = f"Incorrect API key provided: {key}"
-            return httpx.Response(401, json={"error": {"message": message}})
+            return web.json_response({"error": {"message": message}}, status=401)
 
-        backend = _mock_backend(handler, api_key=key)
+        stub.handler = handler
+        backend = _stub_backend(stub, api_key=key)
         with pytest.raises(BackendError) as caught:
             await backend.complete(MESSAGES)
         await backend.aclose()
 
+        assert stub.received[0].headers["Authorization"] == f"Bearer {key}"
         assert key not in caught.value.detail
         assert "HTTP 401" in caught.value.detail
 
-    async def test_non_json_answer_is_a_backend_error(self) -> None:
-        def handler(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, text="<html>proxy login</html>")
+    async def test_non_json_answer_is_a_backend_error(self, stub: StubServer) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(text="<html>proxy login</html>", content_type="text/html")
 
-        backend = _mock_backend(handler)
+        stub.handler = handler
+        backend = _stub_backend(stub)
         with pytest.raises(BackendError, match="not JSON"):
             await backend.complete(MESSAGES)
         await backend.aclose()
 
-    async def test_503_while_loading_is_retried_until_ready(self) -> None:
-        calls = 0
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return httpx.Response(503, json={"error": {"message": "Loading model"}})
+    async def test_503_while_loading_is_retried_until_ready(self, stub: StubServer) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            if len(stub.received) == 1:
+                return web.json_response({"error": {"message": "Loading model"}}, status=503)
             message = {"role": "assistant", "content": "ready"}
-            return httpx.Response(200, json={"choices": [{"message": message}]})
+            return web.json_response({"choices": [{"message": message}]})
 
-        backend = _mock_backend(handler, max_retries=1, retry_base_delay_seconds=0.001)
+        stub.handler = handler
+        backend = _stub_backend(stub, max_retries=1, retry_base_delay_seconds=0.001)
         completion = await backend.complete(MESSAGES)
         await backend.aclose()
 
         assert completion.text == "ready"
-        assert calls == 2
+        assert len(stub.received) == 2
         assert backend.breaker.consecutive_failures == 0

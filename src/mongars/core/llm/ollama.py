@@ -15,10 +15,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from mongars.core.errors import BackendError, BackendUnavailable
-from mongars.core.llm._http import HttpCore, RemoteBackend
+from mongars.core.llm._http import HttpCore, RemoteBackend, iter_lines
 from mongars.core.llm.base import (
     BackendHealth,
     ChatMessage,
@@ -67,8 +67,8 @@ def _same_model(wanted: str, listed: str) -> bool:
 
 
 class OllamaBackend(RemoteBackend):
-    """Chat with an Ollama server (e.g. ``DEFAULT_OLLAMA_URL``) over an ``httpx.AsyncClient`` it
-    owns. ``context_window`` is sent as ``num_ctx`` with every request."""
+    """Chat with an Ollama server (e.g. ``DEFAULT_OLLAMA_URL``) over an ``aiohttp.ClientSession``
+    it owns. ``context_window`` is sent as ``num_ctx`` with every request."""
 
     def __init__(
         self,
@@ -83,7 +83,6 @@ class OllamaBackend(RemoteBackend):
         context_window: int = 4096,
         keep_alive: str | None = None,
         request_logprobs: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._model = model
         self._context_window = context_window
@@ -99,7 +98,6 @@ class OllamaBackend(RemoteBackend):
             read_timeout_seconds=read_timeout_seconds,
             retry=RetryPolicy(max_retries=max_retries, base_delay_seconds=retry_base_delay_seconds),
             breaker=breaker or CircuitBreaker(name=label),
-            transport=transport,
         )
 
     @property
@@ -231,13 +229,13 @@ class OllamaBackend(RemoteBackend):
         return body
 
     async def _chunks(
-        self, response: httpx.Response, what: str, failing: str
+        self, response: aiohttp.ClientResponse, what: str, failing: str
     ) -> AsyncGenerator[dict[str, Any], None]:
         """The objects of an NDJSON response (chat stream or pull), closing it at the end.
         An ``error`` object, or a line that is not one, raises ``BackendError``."""
         try:
             async with self._http.reading():
-                async for line in response.aiter_lines():
+                async for line in iter_lines(response):
                     if not line.strip():
                         continue
                     try:
@@ -254,7 +252,7 @@ class OllamaBackend(RemoteBackend):
                         raise BackendError(f"The Ollama backend {failing}: {reason}")
                     yield chunk
         finally:
-            await response.aclose()
+            response.release()
 
     def _usage(self, data: dict[str, Any], messages: Sequence[ChatMessage], text: str) -> Usage:
         # Ollama omits prompt_eval_count when the whole prompt came from its cache.

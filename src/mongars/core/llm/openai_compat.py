@@ -13,10 +13,10 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 
 from mongars.core.errors import BackendError, BackendUnavailable
-from mongars.core.llm._http import HttpCore, RemoteBackend
+from mongars.core.llm._http import HttpCore, RemoteBackend, iter_lines
 from mongars.core.llm.base import (
     BackendHealth,
     ChatMessage,
@@ -78,7 +78,7 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 class OpenAICompatBackend(RemoteBackend):
-    """Chat with an OpenAI-compatible server over a shared ``httpx.AsyncClient`` it owns.
+    """Chat with an OpenAI-compatible server over a shared ``aiohttp.ClientSession`` it owns.
 
     ``base_url`` is the server root (a trailing ``/v1`` is accepted). ``context_window`` must be
     told: the protocol does not expose it. Token counts without server usage are estimates.
@@ -97,7 +97,6 @@ class OpenAICompatBackend(RemoteBackend):
         breaker: CircuitBreaker | None = None,
         context_window: int = 8192,
         request_logprobs: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._model = model
         self._context_window = context_window
@@ -113,7 +112,6 @@ class OpenAICompatBackend(RemoteBackend):
             retry=RetryPolicy(max_retries=max_retries, base_delay_seconds=retry_base_delay_seconds),
             breaker=breaker or CircuitBreaker(name=label),
             secrets=[api_key] if api_key else [],
-            transport=transport,
         )
 
     @property
@@ -155,7 +153,7 @@ class OpenAICompatBackend(RemoteBackend):
         done = False
         try:
             async with self._http.reading():
-                async for payload in _sse_data(response.aiter_lines()):
+                async for payload in _sse_data(iter_lines(response)):
                     # Read on to the end of the body after [DONE]: a response closed early
                     # cannot go back to the pool, and every turn would open a new connection.
                     if done:
@@ -178,7 +176,7 @@ class OpenAICompatBackend(RemoteBackend):
                             parts.append(text)
                             yield TextDelta(text)
         finally:
-            await response.aclose()
+            response.release()
         if not done and finish_reason is None:
             raise BackendUnavailable(
                 "The OpenAI-compatible backend closed the stream before the answer was complete."
@@ -213,8 +211,8 @@ class OpenAICompatBackend(RemoteBackend):
 
     async def _open_stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> httpx.Response:
-        async def send(body: dict[str, Any]) -> httpx.Response:
+    ) -> aiohttp.ClientResponse:
+        async def send(body: dict[str, Any]) -> aiohttp.ClientResponse:
             return await self._http.open("POST", _CHAT_PATH, body=body)
 
         return await self._with_logprobs_fallback(send, self._body(messages, params, stream=True))
