@@ -1,16 +1,18 @@
 """Real HTTP servers on 127.0.0.1 that play a model backend's wire behaviours a test needs and the
 real servers do not show on demand (a 503 while loading, a key echoed in an error, a stream cut
-short).
+short, a connection dropped before any answer).
 
 - ``StubServer``: each request is answered by ``handler``, an ``aiohttp.web`` handler the test
   sets; every request is recorded (``received``), with the client port it came from, so a test
   can tell whether the client reused its connection.
+- ``DroppingServer``: reads each request's head and hangs up without a byte of answer.
 - ``counted_connects``: counts the requests that reach aiohttp's connector, which is where a
   request to a port nobody listens on is refused (no server can count those).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -69,6 +71,34 @@ class StubServer:
             yield server
         finally:
             await server._server.close()
+
+
+class DroppingServer:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.port = 0
+
+    async def _hang_up(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        await writer.wait_closed()
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls) -> AsyncIterator[DroppingServer]:
+        server = cls()
+        listener = await asyncio.start_server(server._hang_up, "127.0.0.1", 0)
+        server.port = listener.sockets[0].getsockname()[1]
+        try:
+            yield server
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def counted_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from mongars.core.llm import (
+    BackendHealth,
     ChatBackend,
     EmbeddedBackend,
     FakeBackend,
@@ -14,6 +16,7 @@ from mongars.core.llm import (
     OpenAICompatBackend,
     build_backend,
 )
+from mongars.devtools.cluster import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +49,22 @@ class TestBuildBackend:
         assert isinstance(backend, EmbeddedBackend)
         assert not backend.loaded
         assert backend.context_window == 1024
+
+    @pytest.mark.parametrize("kind", ["openai", "ollama"])
+    def test_a_remote_backend_built_outside_an_event_loop_works_in_one(self, kind: Any) -> None:
+        # Settings are read and backends built before the app's event loop runs.
+        backend = build_backend(kind, base_url=f"http://127.0.0.1:{free_port()}", model="m")
+
+        async def check() -> BackendHealth:
+            try:
+                return await backend.health()
+            finally:
+                await backend.aclose()
+
+        health = asyncio.run(check())
+
+        assert not health.reachable
+        assert "cannot be reached" in health.detail
 
     async def test_remote_settings_reach_the_adapter(self) -> None:
         backend = build_backend(

@@ -5,6 +5,7 @@ and, for wire behaviours llama.cpp does not show, against a local stub server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -15,7 +16,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mongars.core.errors import BackendError, BackendUnavailable, ContextLengthExceeded
+from mongars.core.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ContextLengthExceeded,
+)
 from mongars.core.llm import (
     ChatMessage,
     CircuitBreaker,
@@ -26,7 +32,7 @@ from mongars.core.llm import (
     TextDelta,
 )
 from mongars.devtools.cluster import free_port
-from tests.http_stub import StubServer, counted_connects
+from tests.http_stub import DroppingServer, StubServer, counted_connects
 from tests.model_fixtures import ALIAS, LlamaServer
 
 pytestmark = pytest.mark.anyio
@@ -173,6 +179,21 @@ class TestRefusedConnection:
 
         assert len(requests) == 3
 
+    async def test_connection_dropped_before_any_answer_is_retried(self) -> None:
+        async with DroppingServer.running() as server:
+            backend = OpenAICompatBackend(
+                server.url, "any-model", max_retries=2, retry_base_delay_seconds=0.01
+            )
+            try:
+                with pytest.raises(BackendUnavailable) as caught:
+                    await backend.complete(MESSAGES, GREEDY)
+            finally:
+                await backend.aclose()
+
+        assert server.connections == 3
+        assert backend.breaker.consecutive_failures == 3
+        assert "cannot be reached" in caught.value.detail
+
     async def test_health_of_an_unreachable_server(self) -> None:
         backend = OpenAICompatBackend(f"http://127.0.0.1:{free_port()}", "any-model")
         try:
@@ -189,8 +210,9 @@ def _stub_backend(stub: StubServer, **kwargs: Any) -> OpenAICompatBackend:
     return OpenAICompatBackend(stub.url + "/v1", "m", **kwargs)
 
 
-def _sse(events: list[dict[str, Any]]) -> str:
-    return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+def _sse(events: list[dict[str, Any]], *, end: str = "\n") -> str:
+    lines = [f"data: {json.dumps(event)}{end}{end}" for event in events]
+    return "".join(lines) + f"data: [DONE]{end}{end}"
 
 
 class TestWireFormatEdgeCases:
@@ -240,6 +262,48 @@ class TestWireFormatEdgeCases:
         assert end.finish_reason == "stop"
         assert end.usage.completion_tokens == backend.count_tokens("Hello there")
         assert end.usage.prompt_tokens == sum(backend.count_tokens(m.content) for m in MESSAGES)
+
+    @pytest.mark.parametrize("end", ["\r\n", "\r"])
+    async def test_stream_lines_may_end_with_carriage_returns(
+        self, stub: StubServer, end: str
+    ) -> None:
+        events = [{"choices": [{"delta": {"content": "Bonjour"}, "finish_reason": "stop"}]}]
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(text=_sse(events, end=end), content_type="text/event-stream")
+
+        stub.handler = handler
+        backend = _stub_backend(stub)
+        collected = [event async for event in backend.stream(MESSAGES)]
+        await backend.aclose()
+
+        assert collected[0] == TextDelta("Bonjour")
+        assert isinstance(collected[1], StreamEnd)
+        assert collected[1].finish_reason == "stop"
+
+    async def test_stream_is_read_past_done_so_its_connection_is_reused(
+        self, stub: StubServer
+    ) -> None:
+        events = [{"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]}]
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(_sse(events).encode())
+            await asyncio.sleep(0.05)  # the body goes on after [DONE]
+            await response.write(b": the end\n\n")
+            await response.write_eof()
+            return response
+
+        stub.handler = handler
+        backend = _stub_backend(stub)
+        for _ in range(2):
+            streamed = [event async for event in backend.stream(MESSAGES)]
+            assert streamed[0] == TextDelta("hi")
+        await backend.aclose()
+
+        first, second = stub.received
+        assert first.client_port == second.client_port  # one pooled connection
 
     async def test_stream_cut_before_the_end_is_unavailable(self, stub: StubServer) -> None:
         event = {"choices": [{"delta": {"content": "Hel"}, "finish_reason": None}]}
@@ -297,3 +361,61 @@ class TestWireFormatEdgeCases:
         assert completion.text == "ready"
         assert len(stub.received) == 2
         assert backend.breaker.consecutive_failures == 0
+
+    async def test_429_is_unavailable_with_its_retry_after_and_not_retried(
+        self, stub: StubServer
+    ) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            body = {"error": {"message": "Rate limit reached"}}
+            return web.json_response(body, status=429, headers={"Retry-After": "7"})
+
+        stub.handler = handler
+        backend = _stub_backend(stub, max_retries=2, retry_base_delay_seconds=0.001)
+        with pytest.raises(BackendUnavailable) as caught:
+            await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert len(stub.received) == 1
+        assert caught.value.retry_after_seconds == 7
+        assert "HTTP 429" in caught.value.detail
+        assert backend.breaker.consecutive_failures == 0
+
+    async def test_redirect_is_not_followed(self, stub: StubServer) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(status=307, headers={"Location": "/elsewhere"})
+
+        stub.handler = handler
+        backend = _stub_backend(stub)
+        with pytest.raises(BackendError, match="HTTP 307"):
+            await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert len(stub.received) == 1
+
+    async def test_silence_past_the_read_timeout_is_a_backend_timeout(
+        self, stub: StubServer
+    ) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            await asyncio.sleep(1.0)
+            return web.json_response({})
+
+        stub.handler = handler
+        backend = _stub_backend(stub, read_timeout_seconds=0.2, max_retries=2)
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout):
+            await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert time.monotonic() - started < 0.9
+        assert len(stub.received) == 1  # a timeout is never retried
+        assert backend.breaker.consecutive_failures == 1
+
+    async def test_a_line_past_the_reader_limit_is_a_backend_error(self, stub: StubServer) -> None:
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(text="data: " + "x" * 600_000 + "\n\n")
+
+        stub.handler = handler
+        backend = _stub_backend(stub)
+        with pytest.raises(BackendError, match="longer than"):
+            await anext(backend.stream(MESSAGES))
+        await backend.aclose()
