@@ -74,11 +74,13 @@ def instrument() -> list[str]:
     from mongars.core.chat.service import ChatService
     from mongars.core.llm._http import HttpCore
     from mongars.core.quotas import QuotaService
+    from mongars.db.sqlite_driver import OneTripConnection
 
     timed(Authenticator, "authenticate", "authenticate (API key, 1 SELECT)")
     timed(QuotaService, "enforce", "quota check (1 SELECT)")
     timed(ChatService, "prepare", "store question + build prompt")
-    timed(AsyncSession, "commit", "commit (each)")
+    timed(AsyncSession, "commit", "session commit (each)")
+    timed(OneTripConnection, "commit_on_thread", "writes + commit, one thread trip (each)")
     timed(HttpCore, "open", "backend: request to first byte")
     timed(ChatService, "_generate", "generation (backend + store answer)")
     timed(ChatService, "_store_answer", "store answer (+ usage, commit)")
