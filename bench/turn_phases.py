@@ -47,6 +47,8 @@ timings: defaultdict[str, list[float]] = defaultdict(list)
 # FastAPI's dependency solver calls, itself included: it recurses into each dependency's
 # sub-tree every time a route names one, even when the value is cached for the request.
 dependency_solves = [0]
+# Calls run on aiosqlite's database thread: each is a hand-off there and back.
+thread_trips = [0]
 
 
 def timed(owner: type, method: str, label: str) -> None:
@@ -85,6 +87,7 @@ def instrument() -> list[str]:
     timed(ChatService, "_generate", "generation (backend + store answer)")
     timed(ChatService, "_store_answer", "store answer (+ usage, commit)")
     count_dependency_solves()
+    count_thread_trips()
     statements: list[str] = []
 
     @event.listens_for(Engine, "before_cursor_execute")
@@ -92,6 +95,19 @@ def instrument() -> list[str]:
         statements.append(" ".join(statement.split())[:100])
 
     return statements
+
+
+def count_thread_trips() -> None:
+    import aiosqlite
+
+    original = aiosqlite.Connection._execute
+
+    @functools.wraps(original)
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        thread_trips[0] += 1
+        return await original(*args, **kwargs)
+
+    aiosqlite.Connection._execute = counting  # type: ignore[method-assign]
 
 
 def count_dependency_solves() -> None:
@@ -186,9 +202,9 @@ async def measure(turns: int, statements: list[str], gc_thresholds: tuple[int, .
                 await turn()
             await asyncio.sleep(0.1)  # the last turn's listeners
             statements.clear()
-            dependency_solves[0] = 0
+            dependency_solves[0] = thread_trips[0] = 0
             await turn()
-            solves = dependency_solves[0]
+            solves, trips = dependency_solves[0], thread_trips[0]
             await asyncio.sleep(0.1)
             one_turn = list(statements)
             floors = {}
@@ -229,6 +245,7 @@ async def measure(turns: int, statements: list[str], gc_thresholds: tuple[int, .
     print(f"  {'GET /healthz (middleware only)':40} {floors['/healthz'] * 1000:7.3f}")
     print(f"  {'GET /api/v1/user/me (+ API-key auth)':40} {floors['/api/v1/user/me'] * 1000:7.3f}")
     print(f"FastAPI dependency solver calls in one turn: {solves}")
+    print(f"trips to SQLite's thread in one turn: {trips}")
     print(f"SQL statements in one turn: {len(one_turn)}")
     for statement in one_turn:
         print(f"  {statement}")

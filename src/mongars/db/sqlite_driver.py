@@ -146,14 +146,11 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         # Unknown until a statement, commit or rollback tells: assume a transaction is open.
         self.transaction_may_be_open = True
-        self._view: Connection | None = None
-
-    def open_view(self) -> None:
-        """Build the sync view now, on the fresh connection: SQLAlchemy initialises a new
-        engine's dialect on its first connection and then rolls it back, which would undo
-        whatever a caller's transaction had written if the view were built on first use."""
-        aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        self._view = await_(aio._execute(_sync_view, aio._conn))  # type: ignore[no-untyped-call]
+        # Built now, on the fresh connection: SQLAlchemy initialises a new engine's dialect on
+        # its first connection and then rolls it back, which would undo whatever a caller's
+        # transaction had written if the view were built on first use.
+        aio: aiosqlite.Connection = connection
+        self._view: Connection = await_(aio._execute(_sync_view, aio._conn))  # type: ignore[no-untyped-call]
 
     async def commit_on_thread(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` then commit, on the database thread, in one trip.
@@ -177,7 +174,6 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self, raw: sqlite3.Connection, work: Callable[[Connection], T], context: contextvars.Context
     ) -> tuple[T, bool]:
         view = self._view
-        assert view is not None, "open_view() is called when the connection is made"
         try:
             result = context.run(work, view)
             view.commit()
@@ -212,6 +208,4 @@ class OneTripAiosqlite(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *args: Any, **kwargs: Any) -> AsyncAdapt_aiosqlite_connection:
         adapted = super().connect(*args, **kwargs)
-        connection = OneTripConnection(self, adapted._connection)
-        connection.open_view()
-        return connection
+        return OneTripConnection(self, adapted._connection)
