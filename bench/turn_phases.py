@@ -82,7 +82,7 @@ def instrument() -> list[str]:
     timed(QuotaService, "enforce", "quota check (1 SELECT)")
     timed(ChatService, "prepare", "store question + build prompt")
     timed(AsyncSession, "commit", "session commit (each)")
-    timed(OneTripConnection, "commit_on_thread", "writes + commit, one thread trip (each)")
+    timed(OneTripConnection, "run_and_commit", "writes + commit, one call (each)")
     timed(HttpCore, "open", "backend: request to first byte")
     timed(ChatService, "_generate", "generation (backend + store answer)")
     timed(ChatService, "_store_answer", "store answer (+ usage, commit)")

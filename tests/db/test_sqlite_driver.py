@@ -1,10 +1,15 @@
-"""The SQLite engine's adapter: one call on aiosqlite's thread per statement (or per
-``commit_with``), no call for a commit or rollback with nothing to do, and otherwise what
-SQLAlchemy's own aiosqlite adapter does (rows, metadata, errors, streamed results)."""
+"""The SQLite engine's adapter: one call on aiosqlite's thread per statement, none for an
+``inline()`` statement or a ``commit_with`` from a clean state (they run on the event loop's
+thread) unless the database is locked, no call for a commit or rollback with nothing to do, and
+otherwise what SQLAlchemy's own aiosqlite adapter does (rows, metadata, errors, streamed
+results)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +20,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from mongars.db.database import commit_with, create_engine
-from mongars.db.sqlite_driver import OneTripCursor
+from mongars.db.database import commit_with, create_engine, sqlite_database_path
+from mongars.db.sqlite_driver import OneTripCursor, inline
 from tests.conftest import make_settings
 
 request_label: contextvars.ContextVar[str] = contextvars.ContextVar("request_label", default="")
@@ -157,7 +162,23 @@ async def names_in(engine: AsyncEngine) -> list[str]:
         return list((await connection.execute(text("SELECT name FROM t ORDER BY id"))).scalars())
 
 
-async def test_commit_with_runs_statements_and_commit_in_one_trip(
+async def test_commit_with_from_a_clean_state_runs_on_the_event_loops_thread(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    threads: list[str] = []
+
+    def work(connection: Connection) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return insert_names("a", "b")(connection)
+
+    async with AsyncSession(engine) as db:
+        assert await commit_with(db, work) == [1, 2]
+    assert threads == [threading.current_thread().name]
+    assert thread_calls == []  # the session's own commit sends nothing either
+    assert await names_in(engine) == ["a", "b"]
+
+
+async def test_commit_with_after_the_sessions_own_writes_is_one_trip_to_the_thread(
     engine: AsyncEngine, thread_calls: list[str]
 ) -> None:
     async with AsyncSession(engine) as db:
@@ -165,15 +186,17 @@ async def test_commit_with_runs_statements_and_commit_in_one_trip(
         thread_calls.clear()
         ids = await commit_with(db, insert_names("a", "b"))
         assert ids == [2, 3]
-        assert thread_calls == ["_commit_on_thread"]  # the session's own commit sends nothing
+        assert thread_calls == ["_run_and_commit"]  # the session's own commit sends nothing
     assert await names_in(engine) == ["before", "a", "b"]  # the session's earlier write too
 
 
+@pytest.mark.parametrize("earlier_write", [False, True], ids=["inline", "on the thread"])
 async def test_commit_with_rolls_back_the_whole_unit_of_work_on_failure(
-    engine: AsyncEngine,
+    engine: AsyncEngine, earlier_write: bool
 ) -> None:
     async with AsyncSession(engine) as db:
-        await db.execute(text("INSERT INTO t (name) VALUES ('before')"))
+        if earlier_write:
+            await db.execute(text("INSERT INTO t (name) VALUES ('before')"))
         with pytest.raises(IntegrityError, match="UNIQUE"):
             await commit_with(db, insert_names("a", "a"))
         await db.rollback()
@@ -183,7 +206,10 @@ async def test_commit_with_rolls_back_the_whole_unit_of_work_on_failure(
     assert await names_in(engine) == ["c"]
 
 
-async def test_commit_with_carries_the_callers_context_to_the_thread(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("earlier_write", [False, True], ids=["inline", "on the thread"])
+async def test_commit_with_carries_the_callers_context(
+    engine: AsyncEngine, earlier_write: bool
+) -> None:
     seen: list[str] = []
 
     def work(connection: Connection) -> None:
@@ -192,7 +218,65 @@ async def test_commit_with_carries_the_callers_context_to_the_thread(engine: Asy
     token = request_label.set("turn 42")
     try:
         async with AsyncSession(engine) as db:
+            if earlier_write:
+                await db.execute(text("INSERT INTO t (name) VALUES ('before')"))
             await commit_with(db, work)
     finally:
         request_label.reset(token)
     assert seen == ["turn 42"]
+
+
+async def test_an_inline_statement_makes_no_trip(
+    engine: AsyncEngine, thread_calls: list[str]
+) -> None:
+    async with AsyncSession(engine) as db:
+        await commit_with(db, insert_names("a", "b"))
+        found = await db.execute(inline(text("SELECT id FROM t WHERE name = :n")), {"n": "b"})
+        assert found.scalar_one() == 2
+        unmarked = await db.execute(text("SELECT id FROM t WHERE name = :n"), {"n": "a"})
+        assert unmarked.scalar_one() == 1
+    assert thread_calls == ["_execute"]  # the unmarked one only
+
+
+async def lock_wait_setting(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(text("PRAGMA busy_timeout"))).scalar_one())
+
+
+@pytest.mark.parametrize("how", ["commit_with", "inline statement"])
+async def test_a_locked_database_moves_the_call_to_the_thread_and_the_loop_runs_on(
+    engine: AsyncEngine, thread_calls: list[str], how: str
+) -> None:
+    """Another process holds the write lock: the inline attempt gives up at once, and the
+    waiting happens on the database thread while the event loop serves everything else."""
+    path = sqlite_database_path(engine)
+    assert path is not None
+    lock_wait_before = await lock_wait_setting(engine)
+    other_process = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, other_process.execute, "COMMIT")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    thread_calls.clear()
+    try:
+        async with AsyncSession(engine) as db:
+            if how == "commit_with":
+                await commit_with(db, insert_names("a"))
+            else:
+                await db.execute(inline(text("INSERT INTO t (name) VALUES ('a')")))
+                await db.commit()
+    finally:
+        ticking.cancel()
+        other_process.close()
+    assert ticks >= 10  # a blocked loop would have ticked at most once in 0.3 s
+    assert thread_calls[0] == ("_run_and_commit" if how == "commit_with" else "_execute")
+    assert await names_in(engine) == ["a"]
+    assert await lock_wait_setting(engine) == lock_wait_before == 10_000  # restored

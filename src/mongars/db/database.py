@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mongars.config import Settings
-from mongars.db.sqlite_driver import OneTripAiosqlite, OneTripConnection
+from mongars.db.sqlite_driver import OneTripAiosqlite, OneTripConnection, mark_inline_cursor
 
 T = TypeVar("T")
 
@@ -33,15 +33,20 @@ def create_engine(settings: Settings, *, background_checkpoints: bool = False) -
         # up to 100 ms (measured: p99 of seconds at 16 turns in flight). Queued for the single
         # connection they wait on an asyncio condition instead, woken the moment it is free.
         # Sessions release it at commit, so only a transaction's own work holds it.
+        one_trip = url.startswith("sqlite+aiosqlite")
         engine = create_async_engine(
             url,
-            connect_args={"timeout": 30},
+            # Not same-thread: the adapter runs small statements on the event loop's thread
+            # too, never while its own thread is using the connection (``sqlite_driver``).
+            connect_args={"timeout": 30, "check_same_thread": not one_trip},
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
-            **({"module": OneTripAiosqlite()} if url.startswith("sqlite+aiosqlite") else {}),
+            **({"module": OneTripAiosqlite()} if one_trip else {}),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if one_trip:
+            event.listen(engine.sync_engine, "before_cursor_execute", mark_inline_cursor)
         if background_checkpoints:
             event.listen(engine.sync_engine, "connect", _no_automatic_checkpoints)
         return engine
@@ -100,16 +105,19 @@ async def ping(engine: AsyncEngine) -> None:
 async def commit_with(db: AsyncSession, work: Callable[[Connection], T]) -> T:
     """Run ``work`` (sync Core statements) on the session's connection, then commit the session.
 
-    For a hot path's few fixed statements: on the server's SQLite engine the statements and the
-    commit take one trip to the database thread (``OneTripConnection.commit_on_thread``);
-    elsewhere they run in one ``run_sync``. Either way, what the session wrote before is
-    committed with them, and a failure rolls everything back. ``work`` may run on the database's
-    thread: give it statements and values, nothing that needs the event loop.
+    For a hot path's few small, fixed statements: on the server's SQLite engine the statements
+    and the commit are one call, on the event loop's thread when nothing else is open
+    (``OneTripConnection.run_and_commit``); elsewhere they run in one ``run_sync``. Either way,
+    what the session wrote before is committed with them, and a failure rolls everything back.
+
+    ``work`` may run on the database's thread: give it statements and values, nothing that
+    needs the event loop. It may also run twice, its first attempt rolled back (it found the
+    database locked and moved to that thread): keep its effects to its statements.
     """
     connection = await db.connection()
     adapter = (await connection.get_raw_connection()).dbapi_connection
     if isinstance(adapter, OneTripConnection):
-        result = await adapter.commit_on_thread(work)
+        result = await adapter.run_and_commit(work)
     else:
         result = await db.run_sync(lambda session: work(session.connection()))
     # On SQLite nothing is left to send; this ends the session's transaction and hands the

@@ -1,4 +1,5 @@
-"""aiosqlite, as SQLAlchemy drives it, with one trip to the database thread per statement.
+"""aiosqlite, as SQLAlchemy drives it, with one trip to the database thread per statement, and
+none at all for the hot path's small statements.
 
 aiosqlite runs each call on its connection's own thread and hands the result back to the event
 loop. SQLAlchemy's adapter makes one such call to open a cursor, one to execute, one to fetch
@@ -12,18 +13,32 @@ the URL, the dialect, the pool and the server-side cursors are aiosqlite's own. 
 ``aiosqlite.Connection._execute`` (run a function on the connection's thread), which aiosqlite's
 own cursors use for every call.
 
-``commit_on_thread`` goes further for the few hot write paths (a chat turn's): it runs a function
-taking a sync SQLAlchemy ``Connection`` over the same sqlite3 connection, on its thread, so
-several statements and their commit cost one trip and no per-statement async bridging (one
-chat-turn phase: 0.26 ms of CPU instead of 0.86 ms through ``AsyncSession.run_sync``, measured
-with a one-off script). The statements are the same Core statements, compiled and typed by
-SQLAlchemy's own SQLite dialect.
+Inline statements. Even one hand-off costs more than the statements a chat turn runs: an indexed
+SELECT takes SQLite about 3 microseconds and an INSERT with its commit about 20 (WAL,
+``synchronous=NORMAL``), the trip to the thread and back about 100. So statements marked with
+``inline()`` (execution option), and ``run_and_commit``'s work, run on the event loop's own
+thread instead, under one rule that keeps the loop from ever waiting on SQLite: they run there
+only from a clean state (no transaction open) and with SQLite's lock wait turned off; if they
+would have to wait for a lock (another process writing, a checkpoint restarting the log),
+what they did is rolled back and the same call goes to the database thread, where waiting
+blocks nobody. Mark only small, bounded statements (index lookups, a turn's writes): a slow
+query run inline would stall every stream of the process.
+
+``run_and_commit`` runs a function taking a sync SQLAlchemy ``Connection`` over the same sqlite3
+connection, so several statements and their commit cost one call and no per-statement async
+bridging (one chat-turn phase: 0.26 ms of CPU instead of 0.86 ms through
+``AsyncSession.run_sync``, measured with a one-off script). The statements are the same Core
+statements, compiled and typed by SQLAlchemy's own SQLite dialect.
 
 It also spares commits and rollbacks with nothing to do their trip: the pool rolls back every
-connection it takes back, also after a commit, and a session commits after ``commit_on_thread``
-has. The adapter learns whether a transaction is open from the same thread call that runs each
+connection it takes back, also after a commit, and a session commits after ``run_and_commit``
+has. The adapter learns whether a transaction is open from the same call that runs each
 statement (or the commit), and skips a commit or rollback only when none is; ``sqlite3`` itself
 would send nothing to SQLite then.
+
+The sqlite3 connection is opened with ``check_same_thread=False`` (``database.create_engine``),
+as it is used from two threads, never at once: the engine's pool hands the one connection to
+one session at a time, which awaits each call before it makes the next.
 """
 
 from __future__ import annotations
@@ -35,17 +50,55 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection, Executable, create_engine
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Executable)
+
+INLINE_OPTION = "mongars_sqlite_inline"
+
+
+def inline(statement: E) -> E:
+    """``statement``, marked to run on the event loop's thread on the server's SQLite engine
+    (see the module's docstring); elsewhere the mark is ignored. Small, bounded statements
+    only."""
+    return statement.execution_options(**{INLINE_OPTION: True})
+
+
+def mark_inline_cursor(
+    _connection: Any,
+    cursor: DBAPICursor,
+    _statement: str,
+    _parameters: Any,
+    context: ExecutionContext | None,
+    _executemany: bool,
+) -> None:
+    """``before_cursor_execute`` listener: passes a statement's ``inline()`` mark to its cursor."""
+    marked = context is not None and context.execution_options.get(INLINE_OPTION)
+    if marked and isinstance(cursor, OneTripCursor):
+        cursor.inline = True
+
+
+class _LockWait(Exception):
+    """An inline call would have had to wait for SQLite's lock; it was undone."""
+
+
+def _is_lock_wait(error: BaseException) -> bool:
+    cause = getattr(error, "orig", error)  # SQLAlchemy wraps the driver's error
+    return (
+        isinstance(cause, sqlite3.OperationalError)
+        and (cause.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
+    )
+
 
 # description, rows, rowcount, lastrowid, whether a transaction is open afterwards
 _Outcome = tuple[Any, list[Any] | None, int, int | None, bool]
@@ -76,9 +129,10 @@ def _execute(
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    """A buffered cursor whose statement, rows and metadata arrive in one thread call."""
+    """A buffered cursor whose statement, rows and metadata arrive in one call: on the event
+    loop's thread when the statement is marked ``inline()``, else on the database thread."""
 
-    __slots__ = ("_outcome",)
+    __slots__ = ("_outcome", "inline")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
         # Not the parent's: it opens an aiosqlite cursor (a thread call) up front.
@@ -87,6 +141,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
         self._outcome: _Outcome = (None, None, -1, None, True)
+        self.inline = False  # set per statement by ``mark_inline_cursor``
 
     @property
     def description(self) -> Any:
@@ -107,16 +162,10 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         await self._run(operation, seq_of_parameters, many=True)
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapt_connection: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapt_connection._execute_mutex:
-            adapt_connection.transaction_may_be_open = True  # until the call says otherwise
-            self._outcome = await connection._execute(  # type: ignore[no-untyped-call]
-                _execute,
-                connection._conn,  # the sqlite3 connection, used only on its own thread
-                operation,
-                parameters,
-                many,
+            self._outcome = await adapt_connection.call(
+                _execute, operation, parameters, many, inline=self.inline
             )
             adapt_connection.transaction_may_be_open = self._outcome[4]
         rows = self._outcome[1]
@@ -139,38 +188,70 @@ def _sync_view(connection: sqlite3.Connection) -> Connection:
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_view", "transaction_may_be_open")
+    __slots__ = ("_lock_wait_ms", "_view", "transaction_may_be_open")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of it
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         # Unknown until a statement, commit or rollback tells: assume a transaction is open.
         self.transaction_may_be_open = True
+        # The connection's lock wait, restored after each inline call; read on the first one,
+        # after the engine's connect-time pragmas have set it.
+        self._lock_wait_ms: int | None = None
         # Built now, on the fresh connection: SQLAlchemy initialises a new engine's dialect on
         # its first connection and then rolls it back, which would undo whatever a caller's
         # transaction had written if the view were built on first use.
         aio: aiosqlite.Connection = connection
         self._view: Connection = await_(aio._execute(_sync_view, aio._conn))  # type: ignore[no-untyped-call]
 
-    async def commit_on_thread(self, work: Callable[[Connection], T]) -> T:
-        """``work(connection)`` then commit, on the database thread, in one trip.
+    async def call(self, fn: Callable[..., T], *args: Any, inline: bool) -> T:
+        """``fn(sqlite3_connection, *args)``: inline when asked and possible, else on the
+        database thread. The caller holds ``_execute_mutex``."""
+        aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        raw = aio._conn
+        self.transaction_may_be_open = True  # until the call says otherwise
+        if inline and not raw.in_transaction:
+            try:
+                return self._call_inline(raw, fn, *args)
+            except _LockWait:
+                pass
+        result: T = await aio._execute(fn, raw, *args)  # type: ignore[no-untyped-call]
+        return result
+
+    def _call_inline(self, raw: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        if self._lock_wait_ms is None:
+            self._lock_wait_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        raw.execute("PRAGMA busy_timeout=0")  # a lock held elsewhere fails at once, no wait
+        try:
+            return fn(raw, *args)
+        except Exception as error:
+            if not _is_lock_wait(error):
+                raise
+            # Nothing was open before the call, so nothing but the call's own work is undone.
+            if raw.in_transaction:
+                raw.rollback()
+            raise _LockWait from error
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={self._lock_wait_ms}")
+
+    async def run_and_commit(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` then commit, in one call: on the event loop's thread when no
+        transaction is open, else on the database thread.
 
         ``connection`` is a sync SQLAlchemy connection over this one, in whatever transaction
         is open: the commit includes what the caller's unit of work wrote before. On failure
-        everything is rolled back and the error raised. The caller's context (trace, request
-        id) is carried over to the thread.
+        everything is rolled back and the error raised. It runs in a copy of the caller's
+        context (trace, request id), on either thread.
         """
-        aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         context = contextvars.copy_context()
         async with self._execute_mutex:
-            self.transaction_may_be_open = True  # until the call says otherwise
-            outcome: tuple[T, bool] = await aio._execute(  # type: ignore[no-untyped-call]
-                self._commit_on_thread, aio._conn, work, context
+            outcome: tuple[T, bool] = await self.call(
+                self._run_and_commit, work, context, inline=True
             )
             result, self.transaction_may_be_open = outcome
         return result
 
-    def _commit_on_thread(
+    def _run_and_commit(
         self, raw: sqlite3.Connection, work: Callable[[Connection], T], context: contextvars.Context
     ) -> tuple[T, bool]:
         view = self._view

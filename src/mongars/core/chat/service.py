@@ -246,8 +246,8 @@ class ChatService:
             model=binding.backend.model,
             at=utcnow(),
         )
-        # On SQLite the statements run on the database's thread (``commit_with``), out of
-        # SQLAlchemy's tracing: this span shows the write in the turn's trace.
+        # On SQLite the statements run on a sync view of the connection (``commit_with``), out
+        # of SQLAlchemy's async engine and its tracing: this span shows the write in the trace.
         with tracing.span("chat.store_question"):
             opened = await commit_with(db, functools.partial(turns.open_turn, question=question))
         return opened.conversation_id, opened.question_id, opened.reply_id
@@ -553,7 +553,8 @@ class ChatService:
         at: datetime,
         connection: Connection,
     ) -> Row[Any] | None:
-        """The answer's statements (on the database's thread on SQLite: no other state here)."""
+        """The answer's statements (possibly on the database's thread, possibly twice: no other
+        state here; see ``commit_with``)."""
         row = turns.complete_answer(connection, conversation_id, reply_id, values, at)
         if self.accounting is not None and values["status"] != MessageStatus.ERROR:
             # Usage is counted with the answer, in one commit: a client that reads its usage

@@ -6,10 +6,11 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mongars.db.sqlite_driver import inline
 from mongars.db.tables import ApiKey, User
 
 # Runs on every request made with an API key: built once, so its cache key is computed once.
-_FIND_WITH_OWNER = (
+_FIND_WITH_OWNER = inline(
     select(ApiKey, User)
     .join(User, ApiKey.user_id == User.id)
     .where(ApiKey.key_hash == bindparam("key_hash"))

@@ -12,6 +12,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mongars.db.sqlite_driver import inline
 from mongars.db.tables import Conversation, Message
 
 
@@ -23,8 +24,10 @@ class ConversationRepository:
         self, conversation_id: uuid.UUID, user_id: uuid.UUID
     ) -> Conversation | None:
         result = await self.session.execute(
-            select(Conversation).where(
-                Conversation.id == conversation_id, Conversation.user_id == user_id
+            inline(
+                select(Conversation).where(
+                    Conversation.id == conversation_id, Conversation.user_id == user_id
+                )
             )
         )
         return result.scalar_one_or_none()
@@ -39,9 +42,11 @@ class MessageRepository:
     ) -> list[Message]:
         """The conversation's latest messages before ``before_id``, oldest first."""
         result = await self.session.execute(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, Message.id < before_id)
-            .order_by(Message.id.desc())
-            .limit(limit)
+            inline(  # an index range of at most ``limit`` rows
+                select(Message)
+                .where(Message.conversation_id == conversation_id, Message.id < before_id)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
         )
         return list(reversed(result.scalars().all()))

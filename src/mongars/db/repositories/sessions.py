@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mongars.db.sqlite_driver import inline
 from mongars.db.tables import AuthSession, RefreshToken, User
 
 
@@ -52,9 +53,11 @@ class SessionRepository:
     ) -> tuple[User, AuthSession] | None:
         """The account and the login an access token names, in one round trip."""
         result = await self.session.execute(
-            select(User, AuthSession)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(User.id == user_id, AuthSession.id == session_id)
+            inline(
+                select(User, AuthSession)
+                .join(AuthSession, AuthSession.user_id == User.id)
+                .where(User.id == user_id, AuthSession.id == session_id)
+            )
         )
         row = result.first()
         return None if row is None else (row[0], row[1])

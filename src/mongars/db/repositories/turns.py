@@ -7,7 +7,7 @@ day's usage. Through the ORM each of those cost a unit-of-work flush or an ORM-e
 of a turn's CPU time (``bench/turn_phases.py``). Here the statements are built once, at import,
 and executed with parameters. The functions take a sync ``Connection``: callers run a whole
 phase with ``database.commit_with``, so the async bridge is crossed once per phase instead of
-once per statement (on SQLite, one trip to the database thread with the commit).
+once per statement (on SQLite, one call with the commit, usually on the event loop's thread).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mongars.db.sqlite_driver import inline
 from mongars.db.tables import DailyUsage, User, UserQuota
 
 
@@ -26,7 +27,7 @@ class Standing:
 
 
 # Checked before every chat turn: built once, so its cache key is computed once.
-_STANDING = (
+_STANDING = inline(
     select(
         UserQuota.daily_messages,
         UserQuota.daily_tokens,
