@@ -156,9 +156,7 @@ async def open_resources(
                 bus=bus,
                 mirror=_stream_mirror(settings, redis),
             )
-            chat = ChatService(
-                sessions=sessions, roles=roles, streams=streams, settings=settings.chat
-            )
+            chat = ChatService(engine=engine, roles=roles, streams=streams, settings=settings.chat)
             chat.rag = rag
             connections = ConnectionRegistry(
                 queue_size=settings.ws_connection_queue_size,

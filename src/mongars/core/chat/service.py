@@ -27,7 +27,7 @@ import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mongars.config import ChatSettings
 from mongars.core.chat.prompt import Prompt, build_prompt
@@ -51,7 +51,7 @@ from mongars.core.rag.errors import RagDisabled
 from mongars.core.rag.service import RagService, SearchHit
 from mongars.core.streams import Stream, StreamHub
 from mongars.db.base import utcnow
-from mongars.db.database import commit_with
+from mongars.db.database import commit_with, transact
 from mongars.db.repositories import turns
 from mongars.db.repositories.conversations import ConversationRepository, MessageRepository
 from mongars.db.tables import MessageRole, MessageStatus, User
@@ -127,12 +127,13 @@ class ChatService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         roles: ModelRoles,
         streams: StreamHub,
         settings: ChatSettings,
     ) -> None:
-        self.sessions = sessions
+        # The answer phase's transactions (no request, no session).
+        self.engine = engine
         self.roles = roles
         self.streams = streams
         self.settings = settings
@@ -512,8 +513,7 @@ class ChatService:
             accounting(connection, turn.user_id, usage.prompt_tokens, usage.completion_tokens)
 
         try:
-            async with self.sessions() as db:
-                await commit_with(db, count)
+            await transact(self.engine, count)
         except (DBAPIError, OSError):
             # The answer was generated and is delivered; only its count is lost. Logged loudly
             # because quotas then under-count.
@@ -535,9 +535,9 @@ class ChatService:
         )
         for attempt in range(1, FINALIZE_ATTEMPTS + 1):
             try:
-                async with self.sessions() as db, tracing.span("chat.store_answer"):
-                    row = await commit_with(db, write)
-                    return StoredMessage.of(row) if row is not None else None
+                with tracing.span("chat.store_answer"):
+                    row = await transact(self.engine, write)
+                return StoredMessage.of(row) if row is not None else None
             except (DBAPIError, OSError):
                 logger.warning("storing answer %s failed (attempt %s)", reply_id, attempt)
                 await anyio.sleep(0.2 * attempt)
