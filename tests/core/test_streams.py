@@ -52,6 +52,24 @@ class TestReading:
             gate.set()
         assert seen == [2, 3, 4]
 
+    async def test_a_stream_nobody_reads_keeps_no_events_but_its_outcome(
+        self, hub: StreamHub
+    ) -> None:
+        async def run(stream: Stream) -> None:
+            stream.publish("delta", {"text": "a"})
+            stream.outcome = "the answer"
+            stream.publish("done", {})
+
+        stream = hub.start(
+            owner_id=OWNER, conversation_id=uuid.uuid4(), run=run, resumable=False, read=False
+        )
+        assert await stream.wait() == "the answer"
+        assert not stream.keeps_events
+        assert stream.last_seq == 2
+        assert [e async for e in stream.events(after=0)] == []
+        with pytest.raises(NotFound):
+            await hub.get(stream.id, OWNER)
+
     async def test_idle_streams_yield_keepalives(self, hub: StreamHub) -> None:
         stream = start(hub, ["a"], anyio.Event())
         reader = stream.events(after=0, keepalive_seconds=0.01)

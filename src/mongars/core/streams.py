@@ -86,6 +86,9 @@ class Stream:
     # Set by the generation when it ends: the result object or the domain error, for callers
     # that wait for the whole answer rather than reading events.
     outcome: object = None
+    # False when nobody will read the events (a whole-answer turn waits for the outcome only):
+    # they are numbered, never kept, and the generation may skip building them.
+    keeps_events: bool = True
 
     def __post_init__(self) -> None:
         self._events = deque(maxlen=self.buffer_events)
@@ -98,14 +101,16 @@ class Stream:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
-    def publish(self, type_: EventType, data: dict[str, Any]) -> StreamEvent:
+    def publish(self, type_: EventType, data: dict[str, Any]) -> None:
         if self.finished:
             raise RuntimeError(f"stream {self.id} has finished")
+        if not self.keeps_events:
+            self._next_seq += 1
+            return
         event = StreamEvent(seq=self._next_seq, type=type_, data=data)
         self._next_seq += 1
         self._events.append(event)
         self._wake()
-        return event
 
     def finish(self) -> None:
         if not self.finished:
@@ -135,7 +140,7 @@ class Stream:
             for event in self._since(cursor):
                 cursor = event.seq
                 yield event
-            if self.finished and cursor >= self.last_seq:
+            if self.finished and (cursor >= self.last_seq or not self.keeps_events):
                 return
             if waiter is not self._changed:
                 continue
@@ -205,15 +210,18 @@ class StreamHub:
         conversation_id: uuid.UUID | None,
         run: Callable[[Stream], Awaitable[None]],
         resumable: bool = True,
+        read: bool = True,
     ) -> Stream:
         """``resumable=False``: nobody can ask for this stream again (a whole-answer turn never
-        tells its id), so it is neither retained after it ends nor mirrored to Redis."""
+        tells its id), so it is neither retained after it ends nor mirrored to Redis.
+        ``read=False`` (not resumable either): nobody reads its events, only its outcome."""
         self._sweep()
         stream = Stream(
             id=uuid.uuid4().hex,
             owner_id=owner_id,
             conversation_id=conversation_id,
             buffer_events=self._buffer_events,
+            keeps_events=read or resumable,
         )
         self._running[stream.id] = stream
         if resumable:

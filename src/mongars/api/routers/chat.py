@@ -22,18 +22,18 @@ router = APIRouter(tags=["chat"])
 TURN_FAILURES = {**responses(401, 404, 413, 502, 503, 504), **rate_limited_response(quota=True)}
 
 
-async def begin_turn(caller: ChatCaller, body: ChatRequest, *, resumable: bool) -> Stream:
+async def begin_turn(caller: ChatCaller, body: ChatRequest, *, streamed: bool) -> Stream:
     chat = caller.resources.chat
     # Stored and committed (acknowledged) before generating, so the generation's own
     # transaction can complete the answer row whatever happens to this request.
     turn = await chat.prepare(caller.db, caller.user, body.turn_request())
-    return chat.launch(turn, resumable=resumable)
+    return chat.launch(turn, resumable=streamed, read=streamed)
 
 
 @router.post("/api/v1/conversation/chat", responses=TURN_FAILURES)
 async def chat(body: ChatRequest, caller: ChatAdmission) -> ChatResponse:
     """Send a message and get the whole answer once it is generated and stored."""
-    stream = await begin_turn(caller, body, resumable=False)
+    stream = await begin_turn(caller, body, streamed=False)
     outcome = await stream.wait()
     if isinstance(outcome, MongarsError):
         raise outcome
@@ -49,7 +49,7 @@ async def chat(body: ChatRequest, caller: ChatAdmission) -> ChatResponse:
 )
 async def chat_stream(body: ChatRequest, caller: ChatAdmission) -> EventSourceResponse:
     """Send a message and receive the answer as Server-Sent Events, token by token."""
-    stream = await begin_turn(caller, body, resumable=True)
+    stream = await begin_turn(caller, body, streamed=True)
     keepalive = caller.resources.settings.chat.stream_keepalive_seconds
     return await stream_response(stream, after=0, keepalive_seconds=keepalive)
 

@@ -132,7 +132,7 @@ async def create_chat_completion(
         caller.db, caller.user, _turn_request(body, resources.roles)
     )
     # Not resumable: OpenAI clients cannot resume, so the stream is neither kept nor mirrored.
-    stream = resources.chat.launch(turn, resumable=False)
+    stream = resources.chat.launch(turn, resumable=False, read=body.stream)
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -287,7 +287,8 @@ class ChatService:
             passage_share=self.rag.settings.chat_context_share if self.rag else 0.5,
         )
 
-    def launch(self, turn: PreparedTurn, *, resumable: bool = True) -> Stream:
+    def launch(self, turn: PreparedTurn, *, resumable: bool = True, read: bool = True) -> Stream:
+        """Start generating. ``read=False``: the caller only awaits ``stream.wait()``."""
         # The generation runs in the hub's task group: its spans join the request's trace.
         trace_parent = tracing.capture()
         return self.streams.start(
@@ -295,6 +296,7 @@ class ChatService:
             conversation_id=turn.conversation_id,
             run=lambda stream: self._generate_traced(stream, turn, trace_parent),
             resumable=resumable,
+            read=read,
         )
 
     async def _generate_traced(
@@ -501,7 +503,8 @@ class ChatService:
                 citations=turn.citations,
             )
         stream.outcome = result
-        stream.publish("done", result.model_dump(mode="json"))
+        if stream.keeps_events:
+            stream.publish("done", result.model_dump(mode="json"))
 
     async def _count_unstored(self, turn: PreparedTurn, outcome: _Outcome) -> None:
         """An unstored turn still counts against the user's quota (its own small commit)."""
