@@ -44,8 +44,10 @@ async def get_settings(resources: ResourcesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_db_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    async with resources.sessions() as session:
+# Reads the resources itself rather than naming ResourcesDep: FastAPI's solver walks every
+# named sub-dependency on each request, and nearly every route depends on this one.
+async def get_db_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    async with resources_of(connection).sessions() as session:
         try:
             yield session
         except MongarsError as exc:
@@ -68,14 +70,19 @@ DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 # Declares the bearer scheme in OpenAPI (with /token for the docs' "Authorize" button); the
 # credential may equally be an API key. auto_error=False: our own envelope says what is wrong.
 _bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
+Credential = Annotated[str | None, Depends(_bearer)]
 
 
-async def get_principal(
-    credential: Annotated[str | None, Depends(_bearer)], db: DbSession, resources: ResourcesDep
-) -> Principal:
+async def authenticate(resources: Resources, db: AsyncSession, credential: str | None) -> Principal:
     principal = await resources.authenticator.authenticate(db, credential)
     note_user(principal.user.id)  # the access log's hashed user
     return principal
+
+
+async def get_principal(
+    credential: Credential, db: DbSession, connection: HTTPConnection
+) -> Principal:
+    return await authenticate(resources_of(connection), db, credential)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -20,7 +20,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
+from mongars.api.dependencies import (
+    Credential,
+    CurrentUser,
+    DbSession,
+    ResourcesDep,
+    authenticate,
+    resources_of,
+)
 from mongars.api.errors import ErrorEnvelope
 from mongars.core.ratelimit import Decision, LoginThrottle, RouteClass
 from mongars.db.tables import User
@@ -131,11 +138,12 @@ class ChatCaller:
     resources: Resources
 
 
-async def admit_chat(
-    request: Request, user: CurrentUser, db: DbSession, resources: ResourcesDep
-) -> ChatCaller:
-    # One dependency for the three checks, not one each: FastAPI walks a dependency's whole
-    # sub-tree (the account, the session, the resources) again every time a route names it.
+async def admit_chat(request: Request, credential: Credential, db: DbSession) -> ChatCaller:
+    # One dependency for the three checks, and no sub-dependency it can do without: FastAPI
+    # walks a dependency's whole sub-tree (the account, the session, the resources) again
+    # every time a route names it, and this one runs on every chat turn.
+    resources = resources_of(request)
+    user = (await authenticate(resources, db, credential)).user
     await _limit(request, resources, "chat", str(user.id))
     await resources.quotas.enforce(db, user)
     return ChatCaller(user=user, db=db, resources=resources)
