@@ -392,6 +392,26 @@ class TestWireFormatEdgeCases:
 
         assert len(stub.received) == 1
 
+    async def test_cookies_a_server_sets_are_never_sent_back(self, stub: StubServer) -> None:
+        """One client serves every user: a cookie kept from one turn would ride on the next."""
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            message = {"role": "assistant", "content": "hi"}
+            response = web.json_response({"choices": [{"message": message}]})
+            response.set_cookie("session", "from-the-backend")
+            return response
+
+        stub.handler = handler
+        # By name: aiohttp's default jar ignores cookies from hosts given as IP addresses.
+        backend = OpenAICompatBackend(
+            stub.url.replace("127.0.0.1", "localhost") + "/v1", "m", max_retries=0
+        )
+        await backend.complete(MESSAGES)
+        await backend.complete(MESSAGES)
+        await backend.aclose()
+
+        assert [received.headers.get("Cookie") for received in stub.received] == [None, None]
+
     async def test_silence_past_the_read_timeout_is_a_backend_timeout(
         self, stub: StubServer
     ) -> None:

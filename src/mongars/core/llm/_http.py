@@ -201,6 +201,9 @@ class HttpCore:
             session = self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
+                # One client serves every user: a cookie a backend set during one turn must
+                # not ride along on the next (and matching cookies costs every request).
+                cookie_jar=aiohttp.DummyCookieJar(),
                 connector=aiohttp.TCPConnector(
                     limit=_POOL_CONNECTIONS, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=self._ssl
                 ),
