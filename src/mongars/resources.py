@@ -168,6 +168,7 @@ async def open_resources(
             limiter = build_limiter(settings, redis, account_services.subject_key)
             quotas = QuotaService(settings.quota, sessions, limiter.rejects)
             chat.accounting = quotas.count_turn
+            chat.admission = quotas.check_turn
             metrics = Metrics()
             metrics.watch(roles=roles, connections=connections, rejects=limiter.rejects)
             chat.listeners.append(metrics.record_turn)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from mongars.core.llm import FakeBackend
@@ -123,6 +124,33 @@ class TestQuotaExceeded:
             "limit": 1,
             "remaining": 0,
         }
+
+    @pytest.mark.parametrize("store", [True, False], ids=["stored", "store false"])
+    async def test_the_openai_route_is_refused_too_and_stores_nothing(
+        self,
+        client: httpx.AsyncClient,
+        accounts: Accounts,
+        resources: Resources,
+        fake_backend: FakeBackend,
+        store: bool,
+    ) -> None:
+        admin, account = await accounts.create("root", admin=True), await accounts.create()
+        await set_quota(client, admin, account.username, daily_messages=1)
+        assert (await chat(client, account, "first")).status_code == 200
+        refused = await client.post(
+            "/v1/chat/completions",
+            headers=account.headers,
+            json={
+                "model": "general",
+                "messages": [{"role": "user", "content": "more"}],
+                "store": store,
+            },
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "quota_exceeded"
+        assert int(refused.headers["retry-after"]) > 0
+        async with resources.sessions() as db:
+            assert await db.scalar(select(func.count()).select_from(Message)) == 2
 
     async def test_tokens_run_out_too_and_other_users_are_unaffected(
         self, client: httpx.AsyncClient, accounts: Accounts, fake_backend: FakeBackend

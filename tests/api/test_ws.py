@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mongars.config import RateLimitSettings
+from mongars.config import QuotaSettings, RateLimitSettings
 from mongars.core.llm import FakeBackend
 from tests.conftest import (
     migrated_settings,
@@ -224,6 +224,22 @@ class TestLimits:
         assert refused["type"] == "chat.error"
         assert refused["data"]["ref"] == "three"
         assert refused["data"]["code"] == "rate_limited"
+        assert refused["data"]["retry_after"] >= 1
+
+    async def test_chat_send_is_refused_once_the_daily_quota_is_used_up(
+        self, tmp_path: Path
+    ) -> None:
+        settings = await migrated_settings(tmp_path, quota=QuotaSettings(daily_messages=1))
+        with live_server(settings, FakeBackend()) as server:
+            async with await connected(server, login(server, "xena")) as ws:
+                await send(ws, "chat.send", {"message": "1"}, id_="one")
+                assert (await receive(ws))["type"] == "ack"
+                await receive_until(ws, "chat.done")
+                await send(ws, "chat.send", {"message": "2"}, id_="two")
+                refused = await receive(ws)
+        assert refused["type"] == "chat.error"
+        assert refused["data"]["ref"] == "two"
+        assert refused["data"]["code"] == "quota_exceeded"
         assert refused["data"]["retry_after"] >= 1
 
     async def test_tickets_are_rate_limited(self, tmp_path: Path) -> None:

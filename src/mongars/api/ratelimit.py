@@ -130,8 +130,9 @@ LoginRateLimit = Annotated[LoginGuard, Depends(get_login_guard)]
 
 @dataclass(frozen=True, slots=True)
 class ChatCaller:
-    """Who may start a chat turn now: authenticated, within the per-minute chat limit and the
-    daily quota; with the request's unit of work and the app's resources."""
+    """Who may start a chat turn now: authenticated and within the per-minute chat limit (the
+    daily quota is checked with the question's write, ``ChatService.prepare``); with the
+    request's unit of work and the app's resources."""
 
     user: User
     db: AsyncSession
@@ -139,19 +140,26 @@ class ChatCaller:
 
 
 async def admit_chat(request: Request, credential: Credential, db: DbSession) -> ChatCaller:
-    # One dependency for the three checks, and no sub-dependency it can do without: FastAPI
-    # walks a dependency's whole sub-tree (the account, the session, the resources) again
-    # every time a route names it, and this one runs on every chat turn.
+    # One dependency for both checks, and no sub-dependency it can do without: FastAPI walks a
+    # dependency's whole sub-tree (the account, the session, the resources) again every time
+    # a route names it, and this one runs on every chat turn.
     resources = resources_of(request)
     user = (await authenticate(resources, db, credential)).user
     await _limit(request, resources, "chat", str(user.id))
-    await resources.quotas.enforce(db, user)
     return ChatCaller(user=user, db=db, resources=resources)
 
 
+async def admit_embeddings(request: Request, credential: Credential, db: DbSession) -> ChatCaller:
+    caller = await admit_chat(request, credential, db)
+    await caller.resources.quotas.enforce(db, caller.user)
+    return caller
+
+
 # Chat turns over HTTP, SSE and the OpenAI-compatible API (the WebSocket handler checks the
-# same limit and quota itself, per message).
+# same limit itself, per message; ``ChatService.prepare`` checks the quota for all of them).
 ChatAdmission = Annotated[ChatCaller, Depends(admit_chat)]
+# Embeddings: the chat budget, and refused once the daily quota is used up.
+EmbeddingAdmission = Annotated[ChatCaller, Depends(admit_embeddings)]
 
 _HEADER_DOCS: dict[str, dict[str, Any]] = {
     "Retry-After": {

@@ -220,10 +220,10 @@ class WsSession:
 
     async def _chat_send(self, client: ClientFrame) -> None:
         body = ChatRequest.model_validate(client.data)
-        # The same chat budget and daily quota as HTTP, SSE and the OpenAI-compatible route.
+        # The same chat budget as HTTP, SSE and the OpenAI-compatible route; ``prepare``
+        # checks the daily quota, as for them.
         await self.resources.limiter.enforce("chat", str(self.user.id))
         async with self.resources.sessions() as db:
-            await self.resources.quotas.enforce(db, self.user)
             # Stored and committed: the turn is acknowledged.
             turn = await self.resources.chat.prepare(db, self.user, body.turn_request())
         stream = self.resources.chat.launch(turn)

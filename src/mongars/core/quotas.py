@@ -1,10 +1,13 @@
 """Per-user daily allowances: messages and tokens per UTC day.
 
 Checked before a turn runs (429 ``quota_exceeded``, ``Retry-After`` until the next UTC
-midnight); counted when it finishes, from the ``TurnFinished`` announcement (tokens are only
-known then). A user's turns already in flight when the allowance runs out still finish, so the
-last ones can overshoot it by what was in flight; the per-minute chat limit bounds that.
-Turns that produced nothing (status ``error``: the backend never answered) are not counted.
+midnight): a chat turn's in the transaction that stores its question, before anything is
+written (``check_turn``); an embeddings request's by ``enforce``, which refuses it once the
+allowance is used up, though embeddings are not counted against it. Counted when a turn
+finishes, in the transaction that stores its answer (tokens are only known then). A user's
+turns already in flight when the allowance runs out still finish, so the last ones can
+overshoot it by what was in flight; the per-minute chat limit bounds that. Turns that produced
+nothing (status ``error``: the backend never answered) are not counted.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from mongars.config import QuotaSettings
 from mongars.core.errors import RateLimited
 from mongars.core.ratelimit.rejects import RejectLog
 from mongars.db.base import utcnow
-from mongars.db.repositories.usage import Standing, UsageRepository, add_usage
+from mongars.db.repositories.usage import Standing, UsageRepository, add_usage, standing_in
 from mongars.db.tables import User
 
 logger = logging.getLogger(__name__)
@@ -85,8 +88,20 @@ class QuotaService:
         return self._report(standing, now)
 
     async def enforce(self, db: AsyncSession, user: User) -> UsageReport:
-        """Refuse a new turn once either daily allowance is used up."""
+        """Refuse a new request once either daily allowance is used up."""
         report = await self.report(db, user.id)
+        self._refuse_if_exhausted(report, user.id)
+        return report
+
+    def check_turn(self, connection: Connection, user_id: uuid.UUID) -> None:
+        """``enforce`` in the caller's transaction (``ChatService.admission``, run inside
+        ``database.commit_with``: possibly on the database's thread)."""
+        now = self.clock()
+        self._refuse_if_exhausted(
+            self._report(standing_in(connection, user_id, now.date()), now), user_id
+        )
+
+    def _refuse_if_exhausted(self, report: UsageReport, user_id: uuid.UUID) -> None:
         exhausted = [
             name
             for name, allowance in (("messages", report.messages), ("tokens", report.tokens))
@@ -94,13 +109,12 @@ class QuotaService:
         ]
         if exhausted:
             wait = max(1, math.ceil((report.resets_at - self.clock()).total_seconds()))
-            self.rejects.record("chat", "quota_exceeded", str(user.id), wait)
+            self.rejects.record("chat", "quota_exceeded", str(user_id), wait)
             raise QuotaExceeded(
                 f"Your daily allowance of {' and '.join(exhausted)} is used up; it resets at "
                 f"{report.resets_at.isoformat()} (midnight UTC).",
                 headers={"Retry-After": str(wait)},
             )
-        return report
 
     async def set_override(
         self,

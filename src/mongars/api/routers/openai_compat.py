@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from mongars.api.dependencies import CurrentUser, ResourcesDep
 from mongars.api.error_bodies import openai_error
 from mongars.api.errors import OpenAIErrorEnvelope
-from mongars.api.ratelimit import ChatAdmission
+from mongars.api.ratelimit import ChatAdmission, EmbeddingAdmission
 from mongars.api.schemas.openai_compat import (
     AssistantMessage,
     ChatCompletion,
@@ -232,7 +232,7 @@ async def list_openai_models(_user: CurrentUser, resources: ResourcesDep) -> Mod
 
 
 @router.post("/embeddings", responses=_FAILURES)
-async def create_embeddings(body: EmbeddingRequest, caller: ChatAdmission) -> EmbeddingList:
+async def create_embeddings(body: EmbeddingRequest, caller: EmbeddingAdmission) -> EmbeddingList:
     """Embeddings from the embedded all-MiniLM-L6-v2 model (OpenAI-compatible)."""
     resources = caller.resources
     if body.model not in EMBEDDING_MODEL_NAMES:

@@ -88,6 +88,9 @@ class TurnFinished:
 
 
 TurnListener = Callable[[TurnFinished], Awaitable[None]]
+# (connection, user id): raises a ``MongarsError`` to refuse the turn (quotas). Runs in the
+# question's transaction before anything is written, possibly on the database's thread.
+TurnAdmission = Callable[[Connection, uuid.UUID], None]
 # (connection, user id, prompt tokens, completion tokens): runs with the answer's statements,
 # before their commit, possibly on the database's thread (``database.commit_with``).
 UsageAccounting = Callable[[Connection, uuid.UUID, int, int], None]
@@ -139,6 +142,8 @@ class ChatService:
         self.settings = settings
         # Counts a stored answer's usage inside the answer's own transaction (quotas).
         self.accounting: UsageAccounting | None = None
+        # Checks a turn may run, in the transaction that stores its question (quotas).
+        self.admission: TurnAdmission | None = None
         # Called after each turn is stored (usage accounting, fan-out to the user's other
         # sockets). A failing listener is logged and never affects the turn or the others.
         self.listeners: list[TurnListener] = []
@@ -189,7 +194,8 @@ class ChatService:
             started=started,
         )
         if not request.store:
-            await db.commit()
+            # Nothing to write: the check alone, and the end of the unit of work.
+            await commit_with(db, functools.partial(self._admit, user.id))
             return turn
         conversation_id, question_id, reply_id = await self._store_question(
             db, user, request, binding
@@ -250,8 +256,18 @@ class ChatService:
         # On SQLite the statements run on a sync view of the connection (``commit_with``), out
         # of SQLAlchemy's async engine and its tracing: this span shows the write in the trace.
         with tracing.span("chat.store_question"):
-            opened = await commit_with(db, functools.partial(turns.open_turn, question=question))
+            opened = await commit_with(db, functools.partial(self._open_turn, question))
         return opened.conversation_id, opened.question_id, opened.reply_id
+
+    def _admit(self, user_id: uuid.UUID, connection: Connection) -> None:
+        if self.admission is not None:
+            self.admission(connection, user_id)
+
+    def _open_turn(self, question: turns.NewQuestion, connection: Connection) -> turns.OpenedTurn:
+        """The question's statements, after the admission check (possibly on the database's
+        thread, possibly twice: no other state here; see ``commit_with``)."""
+        self._admit(question.user_id, connection)
+        return turns.open_turn(connection, question)
 
     async def _retrieve(
         self, db: AsyncSession, user: User, request: TurnRequest

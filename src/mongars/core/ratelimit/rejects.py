@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 from collections import Counter
 
 logger = logging.getLogger("mongars.rejects")
@@ -33,11 +34,14 @@ class RejectLog:
     def __init__(self, hasher: SubjectHasher) -> None:
         self.hash = hasher
         self.counts: Counter[tuple[str, str]] = Counter()
+        # A chat turn's quota check may run on the database's thread (``database.commit_with``).
+        self._counting = threading.Lock()
 
     def record(
         self, route_class: str, reason: str, subject: str, retry_after_seconds: float
     ) -> None:
-        self.counts[(route_class, reason)] += 1
+        with self._counting:
+            self.counts[(route_class, reason)] += 1
         logger.info(
             "refused class=%s reason=%s subject=%s retry_after=%.1fs",
             route_class,

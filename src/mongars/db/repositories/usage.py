@@ -42,6 +42,23 @@ _STANDING = inline(
 )
 
 
+def standing_in(connection: Connection, user_id: uuid.UUID, day: date) -> Standing:
+    """``UsageRepository.standing`` in the caller's transaction (a chat turn's question)."""
+    return _standing(connection.execute(_STANDING, {"user_id": user_id, "day": day}).first())
+
+
+def _standing(row: Any) -> Standing:
+    if row is None:
+        return Standing(None, None, 0, 0)
+    daily_messages, daily_tokens, messages, prompt, completion = row
+    return Standing(
+        daily_messages=daily_messages,
+        daily_tokens=daily_tokens,
+        messages=messages or 0,
+        tokens=(prompt or 0) + (completion or 0),
+    )
+
+
 class UsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -49,16 +66,7 @@ class UsageRepository:
     async def standing(self, user_id: uuid.UUID, day: date) -> Standing:
         """Overrides and the day's usage in one round trip (zeros when nothing is stored)."""
         result = await self.session.execute(_STANDING, {"user_id": user_id, "day": day})
-        row = result.first()
-        if row is None:
-            return Standing(None, None, 0, 0)
-        daily_messages, daily_tokens, messages, prompt, completion = row
-        return Standing(
-            daily_messages=daily_messages,
-            daily_tokens=daily_tokens,
-            messages=messages or 0,
-            tokens=(prompt or 0) + (completion or 0),
-        )
+        return _standing(result.first())
 
     async def set_override(
         self,
