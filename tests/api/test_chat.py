@@ -6,6 +6,7 @@ import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -262,12 +263,12 @@ class TestWhereThePromptIsBuilt:
 
 
 class TestSilentBackend:
-    async def test_no_token_within_the_timeout_is_a_504_and_an_error_row(
-        self, tmp_path: Path
-    ) -> None:
+    """``token_timeout_seconds`` bounds each wait for the model's next token, not the answer."""
+
+    @staticmethod
+    async def turn(tmp_path: Path, backend: FakeBackend) -> tuple[httpx.Response, list[Any]]:
         settings = await migrated_settings(tmp_path, chat=ChatSettings(token_timeout_seconds=0.2))
-        hung = FakeBackend(hang_before_first_token=True)
-        app = create_app(settings, roles=ModelRoles.single(hung))
+        app = create_app(settings, roles=ModelRoles.single(backend))
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -279,14 +280,37 @@ class TestSilentBackend:
                 ).json()
                 headers = {"Authorization": f"Bearer {token['access_token']}"}
                 response = await client.post(
-                    "/api/v1/conversation/chat", headers=headers, json={"message": "hello?"}
+                    "/api/v1/conversation/chat",
+                    headers=headers,
+                    json={"message": "hello there, tell me more"},
                 )
-                assert response.status_code == 504
-                assert response.json()["code"] == "backend_timeout"
                 history = (await client.get("/api/v1/conversation/history", headers=headers)).json()
-                assert [(turn["query"], turn["status"]) for turn in history] == [
-                    ("hello?", "error")
-                ]
+        return response, history
+
+    async def test_no_token_within_the_timeout_is_a_504_and_an_error_row(
+        self, tmp_path: Path
+    ) -> None:
+        response, history = await self.turn(tmp_path, FakeBackend(hang_before_first_token=True))
+        assert response.status_code == 504
+        assert response.json()["code"] == "backend_timeout"
+        assert [(turn["status"], turn["response"]) for turn in history] == [("error", "")]
+
+    async def test_a_stall_mid_answer_keeps_the_partial_answer_as_incomplete(
+        self, tmp_path: Path
+    ) -> None:
+        response, history = await self.turn(tmp_path, FakeBackend(hang_after_tokens=2))
+        assert response.status_code == 504
+        [turn] = history
+        assert turn["status"] == "incomplete"
+        assert turn["response"]  # the two tokens that came
+
+    async def test_a_slow_answer_whose_tokens_keep_coming_completes(
+        self, tmp_path: Path
+    ) -> None:
+        # Six tokens 0.08 s apart: 0.48 s in all, more than twice the 0.2 s timeout.
+        response, history = await self.turn(tmp_path, FakeBackend(token_delay_seconds=0.08))
+        assert response.status_code == 200, response.text
+        assert [turn["status"] for turn in history] == ["complete"]
 
 
 class TestRoleRouting:

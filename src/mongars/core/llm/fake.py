@@ -52,6 +52,7 @@ class FakeBackend:
         fail_before_first_token: bool = False,
         fail_after_tokens: int | None = None,
         hang_before_first_token: bool = False,
+        hang_after_tokens: int | None = None,
         confidence: float | None = None,
         context_window: int = 8192,
     ) -> None:
@@ -60,6 +61,7 @@ class FakeBackend:
         self.fail_before_first_token = fail_before_first_token
         self.fail_after_tokens = fail_after_tokens
         self.hang_before_first_token = hang_before_first_token
+        self.hang_after_tokens = hang_after_tokens
         self.confidence = confidence
         self._context_window = context_window
         self.requests: list[tuple[list[ChatMessage], GenerationParams]] = []
@@ -103,7 +105,9 @@ class FakeBackend:
         if len(tokens) > params.max_tokens:
             tokens, finish_reason = tokens[: params.max_tokens], "length"
         dying = self.fail_after_tokens is not None
-        for token in tokens[: self.fail_after_tokens] if dying else tokens:
+        for index, token in enumerate(tokens[: self.fail_after_tokens] if dying else tokens):
+            if index == self.hang_after_tokens:
+                await anyio.sleep_forever()
             if self.token_delay_seconds:
                 await anyio.sleep(self.token_delay_seconds)
             else:
