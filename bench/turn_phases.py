@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import inspect
 import os
 import socket
 import statistics
@@ -52,7 +53,7 @@ thread_trips = [0]
 
 
 def timed(owner: type, method: str, label: str) -> None:
-    """Replace ``owner.method`` (a coroutine function) by one that records its duration."""
+    """Replace ``owner.method`` by one that records its duration."""
     original: Callable[..., Any] = getattr(owner, method)
 
     @functools.wraps(original)
@@ -63,7 +64,15 @@ def timed(owner: type, method: str, label: str) -> None:
         finally:
             timings[label].append(time.perf_counter() - started)
 
-    setattr(owner, method, wrapper)
+    @functools.wraps(original)
+    def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timings[label].append(time.perf_counter() - started)
+
+    setattr(owner, method, wrapper if inspect.iscoroutinefunction(original) else sync_wrapper)
 
 
 def instrument() -> list[str]:
@@ -79,7 +88,7 @@ def instrument() -> list[str]:
     from mongars.db.sqlite_driver import OneTripConnection
 
     timed(Authenticator, "authenticate", "authenticate (API key, 1 SELECT)")
-    timed(QuotaService, "enforce", "quota check (1 SELECT)")
+    timed(QuotaService, "check_turn", "quota check (1 SELECT, in the write)")
     timed(ChatService, "prepare", "store question + build prompt")
     timed(AsyncSession, "commit", "session commit (each)")
     timed(OneTripConnection, "run_and_commit", "writes + commit, one call (each)")
