@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mongars.config import Settings
+from mongars.db.fair_pool import HandOffPool
 from mongars.db.sqlite_driver import OneTripAiosqlite, OneTripConnection, mark_inline_cursor
 
 T = TypeVar("T")
@@ -32,13 +33,15 @@ def create_engine(settings: Settings, *, background_checkpoints: bool = False) -
         # of them concurrent writers wait inside SQLite's busy handler, which sleeps in steps of
         # up to 100 ms (measured: p99 of seconds at 16 turns in flight). Queued for the single
         # connection they wait on an asyncio condition instead, woken the moment it is free.
-        # Sessions release it at commit, so only a transaction's own work holds it.
+        # Sessions release it at commit, so only a transaction's own work holds it, and it goes
+        # to them in the order they asked (``fair_pool``).
         one_trip = url.startswith("sqlite+aiosqlite")
         engine = create_async_engine(
             url,
             # Not same-thread: the adapter runs small statements on the event loop's thread
             # too, never while its own thread is using the connection (``sqlite_driver``).
             connect_args={"timeout": 30, "check_same_thread": not one_trip},
+            poolclass=HandOffPool,
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
