@@ -304,9 +304,7 @@ class TestSilentBackend:
         assert turn["status"] == "incomplete"
         assert turn["response"]  # the two tokens that came
 
-    async def test_a_slow_answer_whose_tokens_keep_coming_completes(
-        self, tmp_path: Path
-    ) -> None:
+    async def test_a_slow_answer_whose_tokens_keep_coming_completes(self, tmp_path: Path) -> None:
         # Six tokens 0.08 s apart: 0.48 s in all, more than twice the 0.2 s timeout.
         response, history = await self.turn(tmp_path, FakeBackend(token_delay_seconds=0.08))
         assert response.status_code == 200, response.text
