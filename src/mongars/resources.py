@@ -166,7 +166,7 @@ async def open_resources(
             bus.on_user_event(connections.deliver_user_event)
             chat.listeners.append(_announce_to_sockets(bus))
             limiter = build_limiter(settings, redis, account_services.subject_key)
-            quotas = QuotaService(settings.quota, sessions, limiter.rejects)
+            quotas = QuotaService(settings.quota, limiter.rejects)
             chat.accounting = quotas.count_turn
             chat.admission = quotas.check_turn
             metrics = Metrics()

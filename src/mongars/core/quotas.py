@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mongars.config import QuotaSettings
 from mongars.core.errors import RateLimited
@@ -72,12 +72,10 @@ class QuotaService:
     def __init__(
         self,
         settings: QuotaSettings,
-        sessions: async_sessionmaker[AsyncSession],
         rejects: RejectLog,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
-        self.sessions = sessions
         self.rejects = rejects
         self.clock = clock
 

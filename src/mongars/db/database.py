@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -117,12 +118,7 @@ async def commit_with(db: AsyncSession, work: Callable[[Connection], T]) -> T:
     needs the event loop. It may also run twice, its first attempt rolled back (it found the
     database locked and moved to that thread): keep its effects to its statements.
     """
-    connection = await db.connection()
-    adapter = (await connection.get_raw_connection()).dbapi_connection
-    if isinstance(adapter, OneTripConnection):
-        result = await adapter.run_and_commit(work)
-    else:
-        result = await db.run_sync(lambda session: work(session.connection()))
+    result, _ = await _run_in_one_call(await db.connection(), work)
     # On SQLite nothing is left to send; this ends the session's transaction and hands the
     # connection back to the pool.
     await db.commit()
@@ -134,12 +130,21 @@ async def transact(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
 
     ``commit_with`` for work that needs no session: a chat turn's answer phase, which has no
     request and no ORM objects. Skipping the session saves its setup and bookkeeping (about
-    80 us a call on SQLite, ``bench/turn_phases.py``); the same rules apply to ``work``.
+    80 us a call on SQLite, measured with a one-off script); the same rules apply to ``work``.
     """
     async with engine.connect() as connection:
-        adapter = (await connection.get_raw_connection()).dbapi_connection
-        if isinstance(adapter, OneTripConnection):
-            return await adapter.run_and_commit(work)
-        result = await connection.run_sync(work)
-        await connection.commit()
+        result, committed = await _run_in_one_call(connection, work)
+        if not committed:
+            await connection.commit()
         return result
+
+
+async def _run_in_one_call(
+    connection: AsyncConnection, work: Callable[[Connection], T]
+) -> tuple[T, bool]:
+    """``work`` on ``connection``, and whether it was committed with it: on the server's SQLite
+    engine, yes, in one call; elsewhere through ``run_sync``, the commit left to the caller."""
+    adapter = (await connection.get_raw_connection()).dbapi_connection
+    if isinstance(adapter, OneTripConnection):
+        return await adapter.run_and_commit(work), True
+    return await connection.run_sync(work), False

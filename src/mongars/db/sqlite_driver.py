@@ -15,7 +15,8 @@ own cursors use for every call.
 
 Inline statements. Even one hand-off costs more than the statements a chat turn runs: an indexed
 SELECT takes SQLite about 3 microseconds and an INSERT with its commit about 20 (WAL,
-``synchronous=NORMAL``), the trip to the thread and back about 100. So statements marked with
+``synchronous=NORMAL``), the trip to the thread and back about 100 (one-off measurements,
+``bench/turn_phases.py`` shows the effect on a turn). So statements marked with
 ``inline()`` (execution option), and ``run_and_commit``'s work, run on the event loop's own
 thread instead, under one rule that keeps the loop from ever waiting on SQLite: they run there
 only from a clean state (no transaction open) and with SQLite's lock wait turned off; if they
@@ -100,8 +101,8 @@ def _is_lock_wait(error: BaseException) -> bool:
     )
 
 
-# description, rows, rowcount, lastrowid, whether a transaction is open afterwards
-_Outcome = tuple[Any, list[Any] | None, int, int | None, bool]
+# description, rows, rowcount, lastrowid
+_Outcome = tuple[Any, list[Any] | None, int, int | None]
 
 
 def _execute(
@@ -117,13 +118,7 @@ def _execute(
         else:
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else None
-        return (
-            cursor.description,
-            rows,
-            cursor.rowcount,
-            cursor.lastrowid,
-            connection.in_transaction,
-        )
+        return cursor.description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
 
@@ -140,7 +135,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._connection = adapt_connection._connection
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
-        self._outcome: _Outcome = (None, None, -1, None, True)
+        self._outcome: _Outcome = (None, None, -1, None)
         self.inline = False  # set per statement by ``mark_inline_cursor``
 
     @property
@@ -163,11 +158,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapt_connection: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
-        async with adapt_connection._execute_mutex:
-            self._outcome = await adapt_connection.call(
-                _execute, operation, parameters, many, inline=self.inline
-            )
-            adapt_connection.transaction_may_be_open = self._outcome[4]
+        self._outcome = await adapt_connection.call(
+            _execute, operation, parameters, many, inline=self.inline
+        )
         rows = self._outcome[1]
         self._rows = collections.deque(rows) if rows else collections.deque()
 
@@ -206,16 +199,21 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     async def call(self, fn: Callable[..., T], *args: Any, inline: bool) -> T:
         """``fn(sqlite3_connection, *args)``: inline when asked and possible, else on the
-        database thread. The caller holds ``_execute_mutex``."""
+        database thread; then note whether it left a transaction open."""
         aio: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         raw = aio._conn
-        self.transaction_may_be_open = True  # until the call says otherwise
-        if inline and not raw.in_transaction:
-            try:
-                return self._call_inline(raw, fn, *args)
-            except _LockWait:
-                pass
-        result: T = await aio._execute(fn, raw, *args)  # type: ignore[no-untyped-call]
+        async with self._execute_mutex:
+            self.transaction_may_be_open = True  # until the call has returned
+            done_inline = False
+            if inline and not raw.in_transaction:
+                try:
+                    result = self._call_inline(raw, fn, *args)
+                    done_inline = True
+                except _LockWait:
+                    pass  # undone: the thread will wait for the lock instead
+            if not done_inline:
+                result = await aio._execute(fn, raw, *args)  # type: ignore[no-untyped-call]
+            self.transaction_may_be_open = raw.in_transaction
         return result
 
     def _call_inline(self, raw: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -243,17 +241,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         everything is rolled back and the error raised. It runs in a copy of the caller's
         context (trace, request id), on either thread.
         """
-        context = contextvars.copy_context()
-        async with self._execute_mutex:
-            outcome: tuple[T, bool] = await self.call(
-                self._run_and_commit, work, context, inline=True
-            )
-            result, self.transaction_may_be_open = outcome
-        return result
+        return await self.call(self._run_and_commit, work, contextvars.copy_context(), inline=True)
 
     def _run_and_commit(
-        self, raw: sqlite3.Connection, work: Callable[[Connection], T], context: contextvars.Context
-    ) -> tuple[T, bool]:
+        self,
+        _raw: sqlite3.Connection,  # ``call``'s first argument; the view wraps it already
+        work: Callable[[Connection], T],
+        context: contextvars.Context,
+    ) -> T:
         view = self._view
         try:
             result = context.run(work, view)
@@ -261,7 +256,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         except BaseException:
             view.rollback()
             raise
-        return result, raw.in_transaction
+        return result
 
     def cursor(self, server_side: bool = False) -> Any:
         if server_side:

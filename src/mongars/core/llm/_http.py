@@ -122,6 +122,15 @@ async def iter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
             yield line
 
 
+def _timeouts(connect_seconds: float, read_seconds: float) -> aiohttp.ClientTimeout:
+    # connect: waiting for a pooled connection and opening one (httpx's pool and connect
+    # timeouts); sock_read: the longest silence while waiting for or reading an answer.
+    # aiohttp has no write timeout (httpx's was the read one).
+    return aiohttp.ClientTimeout(
+        total=None, connect=connect_seconds, sock_connect=connect_seconds, sock_read=read_seconds
+    )
+
+
 def _env_proxy(base_url: str) -> str | None:
     """The proxy httpx would have used for ``base_url``, from ``HTTP(S)_PROXY``, ``ALL_PROXY``
     and ``NO_PROXY``, read once as httpx read them when its client was built. (aiohttp's
@@ -172,15 +181,7 @@ class HttpCore:
         self._base_url = base_url.rstrip("/")
         self._urls: dict[str, URL] = {}
         self._headers = headers
-        # connect: waiting for a pooled connection and opening one (httpx's pool and connect
-        # timeouts); sock_read: the longest silence while waiting for or reading an answer.
-        # aiohttp has no write timeout (httpx's was the read one).
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=connect_timeout_seconds,
-            sock_connect=connect_timeout_seconds,
-            sock_read=read_timeout_seconds,
-        )
+        self._timeout = _timeouts(connect_timeout_seconds, read_timeout_seconds)
         self._proxy = _env_proxy(self._base_url)
         # The CA bundle httpx verified with (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), rather
         # than the system store aiohttp would use, which a slim image may not have.
@@ -224,15 +225,12 @@ class HttpCore:
 
     async def probe(self, path: str, *, timeout_seconds: float) -> ProbeAnswer | str:
         """GET for health checks: bypasses breaker and retries; returns the error text instead."""
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeout_seconds,
-            sock_connect=timeout_seconds,
-            sock_read=timeout_seconds,
-        )
         try:
             async with self.session.get(
-                self.url(path), timeout=timeout, allow_redirects=False, proxy=self._proxy
+                self.url(path),
+                timeout=_timeouts(timeout_seconds, timeout_seconds),
+                allow_redirects=False,
+                proxy=self._proxy,
             ) as response:
                 return ProbeAnswer(status=response.status, body=await response.read())
         except TimeoutError:
