@@ -11,8 +11,10 @@ import inspect
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -159,6 +161,33 @@ class RunningApp:
     asgi: object
     resources: Resources
     fake: FakeBackend
+
+
+@dataclass
+class InProcess:
+    """An app of a test's own, inside its lifespan, with an HTTP client on it."""
+
+    client: httpx.AsyncClient
+    resources: Resources
+    asgi: object  # the app as the lifespan wraps it
+
+    def client_from(self, address: str) -> httpx.AsyncClient:
+        """Another client on the same app, whose requests come from ``address``."""
+        transport = httpx.ASGITransport(app=self.asgi, client=(address, 50000))  # type: ignore[arg-type]
+        return httpx.AsyncClient(transport=transport, base_url=self.client.base_url)
+
+
+@asynccontextmanager
+async def in_process(
+    app: FastAPI, base_url: str = "http://testserver", **client_options: Any
+) -> AsyncIterator[InProcess]:
+    """Run ``app``'s lifespan and give a client that calls it in process (no socket)."""
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url=base_url, **client_options
+        ) as client:
+            yield InProcess(client, manager._state["resources"], manager.app)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from mongars.app import create_app
@@ -19,7 +18,7 @@ from mongars.core.llm import FakeBackend, GenerationParams
 from mongars.core.model_roles import ROLES, ModelRoles, RoleBinding
 from mongars.db.tables import Message
 from mongars.resources import Resources
-from tests.conftest import PASSWORD, Account, Accounts, migrated_settings
+from tests.conftest import Account, Accounts, in_process, migrated_settings
 
 
 async def chat(
@@ -269,23 +268,13 @@ class TestSilentBackend:
     async def turn(tmp_path: Path, backend: FakeBackend) -> tuple[httpx.Response, list[Any]]:
         settings = await migrated_settings(tmp_path, chat=ChatSettings(token_timeout_seconds=0.2))
         app = create_app(settings, roles=ModelRoles.single(backend))
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await client.post(
-                    "/api/v1/user/register", json={"username": "kim", "password": PASSWORD}
-                )
-                token = (
-                    await client.post("/token", data={"username": "kim", "password": PASSWORD})
-                ).json()
-                headers = {"Authorization": f"Bearer {token['access_token']}"}
-                response = await client.post(
-                    "/api/v1/conversation/chat",
-                    headers=headers,
-                    json={"message": "hello there, tell me more"},
-                )
-                history = (await client.get("/api/v1/conversation/history", headers=headers)).json()
-        return response, history
+        async with in_process(app) as served:
+            account = await Accounts(served.client, served.resources).create("kim")
+            response = await chat(served.client, account, "hello there, tell me more")
+            history = await served.client.get(
+                "/api/v1/conversation/history", headers=account.headers
+            )
+        return response, history.json()
 
     async def test_no_token_within_the_timeout_is_a_504_and_an_error_row(
         self, tmp_path: Path
@@ -322,34 +311,17 @@ class TestRoleRouting:
             }
         )
         app = create_app(settings, roles=roles)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await client.post(
-                    "/api/v1/user/register", json={"username": "lin", "password": PASSWORD}
-                )
-                token = (
-                    await client.post("/token", data={"username": "lin", "password": PASSWORD})
-                ).json()
-                headers = {"Authorization": f"Bearer {token['access_token']}"}
+        async with in_process(app) as served:
+            account = await Accounts(served.client, served.resources).create("lin")
 
-                async def model_for(body: dict[str, object]) -> str:
-                    response = await client.post(
-                        "/api/v1/conversation/chat", headers=headers, json=body
-                    )
-                    assert response.status_code == 200, response.text
-                    return str(response.json()["model"])
+            async def model_for(message: str, **extra: object) -> str:
+                response = await chat(served.client, account, message, **extra)
+                assert response.status_code == 200, response.text
+                return str(response.json()["model"])
 
-                assert await model_for({"message": "Why is the sky blue?"}) == "general-model"
-                assert await model_for({"message": "def f(x):\n    return x"}) == "coding-model"
-                assert (
-                    await model_for({"message": "Why is the sky blue?", "role": "reasoning"})
-                    == "reasoning-model"
-                )
-                refused = await client.post(
-                    "/api/v1/conversation/chat",
-                    headers=headers,
-                    json={"message": "hi", "role": "embedding"},
-                )
-                assert refused.status_code == 422
+            assert await model_for("Why is the sky blue?") == "general-model"
+            assert await model_for("def f(x):\n    return x") == "coding-model"
+            assert await model_for("Why is the sky blue?", role="reasoning") == "reasoning-model"
+            refused = await chat(served.client, account, "hi", role="embedding")
+            assert refused.status_code == 422
         assert backends["embedding"].requests == []

@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from mongars.app import create_app
 from mongars.config import LLMSettings
 from mongars.core.llm import EmbeddedBackend, GenerationParams
 from mongars.core.model_roles import ModelRoles
-from tests.conftest import PASSWORD, migrated_settings
+from tests.conftest import PASSWORD, in_process, migrated_settings
 from tests.model_fixtures import ALIAS, LlamaServer
 
 QUESTION = "Name three colours of the rainbow."
@@ -28,12 +27,8 @@ async def open_client(
     app_settings: object, roles: ModelRoles | None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(app_settings, roles=roles)  # type: ignore[arg-type]
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://t", timeout=60
-        ) as client:
-            yield client
+    async with in_process(app, timeout=60) as served:
+        yield served.client
 
 
 async def login(client: httpx.AsyncClient, name: str) -> dict[str, str]:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-from asgi_lifespan import LifespanManager
-
 from mongars.app import create_app
 from mongars.devtools.cluster import free_port
-from tests.conftest import make_settings
+from tests.conftest import in_process, make_settings
 
 
 class TestDatabaseDown:
@@ -17,19 +14,15 @@ class TestDatabaseDown:
         settings = make_settings(
             tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/test"
         )
-        app = create_app(settings)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                assert (await client.get("/healthz")).status_code == 200
-                ready = await client.get("/ready")
-                assert ready.status_code == 503
-                check = ready.json()["checks"]["database"]
-                assert check["ok"] is False
-                assert check["detail"]
-                login = await client.post(
-                    "/api/v1/auth/login", json={"username": "a", "password": "b"}
-                )
-                assert login.status_code == 503
-                assert login.json()["code"] == "database_unavailable"
-                assert login.headers["retry-after"] == "5"
+        async with in_process(create_app(settings)) as served:
+            client = served.client
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            check = ready.json()["checks"]["database"]
+            assert check["ok"] is False
+            assert check["detail"]
+            login = await client.post("/api/v1/auth/login", json={"username": "a", "password": "b"})
+            assert login.status_code == 503
+            assert login.json()["code"] == "database_unavailable"
+            assert login.headers["retry-after"] == "5"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from mongars.app import create_app
@@ -16,17 +15,14 @@ from mongars.config import LLMSettings, Settings
 from mongars.db.tables import ModelRoleChoice
 from mongars.devtools.cluster import free_port
 from mongars.resources import Resources
-from tests.conftest import Account, Accounts, migrated_settings
+from tests.conftest import Account, Accounts, in_process, migrated_settings
 
 
 @asynccontextmanager
 async def own_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Resources]]:
     """An app that builds its roles from the settings (and applies stored choices)."""
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http, manager._state["resources"]
+    async with in_process(create_app(settings)) as served:
+        yield served.client, served.resources
 
 
 async def admin_of(client: httpx.AsyncClient, resources: Resources) -> Account:

@@ -10,7 +10,6 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -22,7 +21,7 @@ from mongars.core.model_roles import ModelRoles
 from mongars.core.ratelimit import Decision
 from mongars.db.tables import Message
 from mongars.resources import Resources
-from tests.conftest import PASSWORD, migrated_settings
+from tests.conftest import PASSWORD, in_process, migrated_settings
 from tests.live_server import live_server, register_and_login
 
 LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
@@ -35,10 +34,8 @@ async def open_client(
     app = create_app(settings, roles=ModelRoles.single(FakeBackend()))
     if callable(app_hook):
         app_hook(app)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, manager._state["resources"]
+    async with in_process(app) as served:
+        yield served.client, served.resources
 
 
 async def signed_up(client: httpx.AsyncClient, username: str) -> dict[str, str]:

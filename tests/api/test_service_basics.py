@@ -101,10 +101,9 @@ class TestOpenApi:
 
 class TestReadinessWithRedis:
     async def test_reports_redis_and_fails_when_it_is_down(self, tmp_path: Path) -> None:
-        from asgi_lifespan import LifespanManager
 
         from mongars.app import create_app
-        from tests.conftest import migrated_settings
+        from tests.conftest import in_process, migrated_settings
         from tests.live_server import free_port
 
         for url, ok in (
@@ -112,10 +111,7 @@ class TestReadinessWithRedis:
             (f"redis://127.0.0.1:{free_port()}/0", False),
         ):
             settings = await migrated_settings(tmp_path, redis_url=url)
-            app = create_app(settings)
-            async with LifespanManager(app) as manager:
-                transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                    response = await client.get("/ready")
+            async with in_process(create_app(settings)) as served:
+                response = await served.client.get("/ready")
             assert response.json()["checks"]["redis"]["ok"] is ok
             assert response.status_code == (200 if ok else 503)

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, Accounts, migrated_settings
+from tests.conftest import PASSWORD, Accounts, in_process, migrated_settings
 
 
 def field_errors(response: httpx.Response) -> list[str]:
@@ -75,18 +75,13 @@ class TestRegistrationInput:
 
 class TestClosedRegistration:
     async def test_is_refused(self, tmp_path: Path) -> None:
-        from asgi_lifespan import LifespanManager
-
         from mongars.app import create_app
 
         settings = await migrated_settings(tmp_path, registration_open=False)
-        app = create_app(settings)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                response = await client.post(
-                    "/api/v1/user/register", json={"username": "heidi", "password": PASSWORD}
-                )
+        async with in_process(create_app(settings)) as served:
+            response = await served.client.post(
+                "/api/v1/user/register", json={"username": "heidi", "password": PASSWORD}
+            )
         assert response.status_code == 403
         assert response.json()["code"] == "registration_closed"
 

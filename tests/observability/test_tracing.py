@@ -15,7 +15,6 @@ import anyio
 import httpx
 import pytest
 from aiohttp import web
-from asgi_lifespan import LifespanManager
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,7 +24,7 @@ from mongars.app import create_app
 from mongars.core.llm import ChatBackend, FakeBackend, OpenAICompatBackend
 from mongars.core.model_roles import ModelRoles
 from mongars.observability import tracing
-from tests.conftest import PASSWORD, migrated_settings
+from tests.conftest import PASSWORD, in_process, migrated_settings
 from tests.http_stub import StubServer
 
 
@@ -41,10 +40,8 @@ async def traced_app(tmp_path: Path, backend: ChatBackend) -> AsyncIterator[Trac
     settings = await migrated_settings(tmp_path, otel_enabled=True)
     exporter = InMemorySpanExporter()
     app = create_app(settings, roles=ModelRoles.single(backend), span_exporter=exporter)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield TracedApp(http, exporter, manager._state["resources"])
+    async with in_process(app) as served:
+        yield TracedApp(served.client, exporter, served.resources)
     assert not tracing.enabled()
     assert not AioHttpClientInstrumentor().is_instrumented_by_opentelemetry
 

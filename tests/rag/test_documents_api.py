@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
 from mongars.app import create_app
@@ -15,7 +14,7 @@ from mongars.core.model_roles import ModelRoles
 from mongars.core.rag.embedder import Embedder
 from mongars.db.tables import Chunk, Document
 from mongars.resources import Resources
-from tests.conftest import Accounts, migrated_settings
+from tests.conftest import Accounts, in_process, migrated_settings
 from tests.rag.helpers import DOCUMENTS, pdf_with_text, search, upload
 
 VOLCANO = (
@@ -180,23 +179,21 @@ class TestUploadCap:
             rag=RagSettings(max_upload_bytes=16 * 1024),
         )
         app = create_app(settings, roles=ModelRoles.single(FakeBackend()), embedder=embedder)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-                accounts = Accounts(c, manager._state["resources"])
-                ada = await accounts.create()
-                text = "Plain words about rivers and lakes. " * 200  # ~7 KB
-                ok = await upload(c, ada, "rivers.txt", text)
-                assert ok.status_code == 201, ok.text
-                chat = await c.post(
-                    "/api/v1/conversation/chat", headers=ada.headers, json={"message": text}
-                )
-                assert chat.status_code == 413
-                too_big = await upload(c, ada, "huge.txt", "x " * 10_000)
-                assert too_big.status_code == 413
-                assert too_big.json()["code"] == "payload_too_large"
-                documents = (await c.get(DOCUMENTS, headers=ada.headers)).json()
-                assert [d["path"] for d in documents] == ["rivers.txt"]
+        async with in_process(app) as served:
+            c = served.client
+            ada = await Accounts(c, served.resources).create()
+            text = "Plain words about rivers and lakes. " * 200  # ~7 KB
+            ok = await upload(c, ada, "rivers.txt", text)
+            assert ok.status_code == 201, ok.text
+            chat = await c.post(
+                "/api/v1/conversation/chat", headers=ada.headers, json={"message": text}
+            )
+            assert chat.status_code == 413
+            too_big = await upload(c, ada, "huge.txt", "x " * 10_000)
+            assert too_big.status_code == 413
+            assert too_big.json()["code"] == "payload_too_large"
+            documents = (await c.get(DOCUMENTS, headers=ada.headers)).json()
+            assert [d["path"] for d in documents] == ["rivers.txt"]
 
 
 class TestValidation:

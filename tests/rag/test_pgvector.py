@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 
 from mongars.app import create_app
@@ -29,7 +28,7 @@ from mongars.db import migrate
 from mongars.db.base import Base
 from mongars.db.database import create_engine
 from mongars.resources import Resources
-from tests.conftest import Accounts, migrated_settings
+from tests.conftest import Accounts, empty_all_tables, in_process, migrated_settings
 from tests.rag.helpers import search, upload
 from tests.rag.test_retrieval_quality import CORPUS
 
@@ -72,14 +71,9 @@ async def app(pgvector_settings: Settings, embedder: Embedder) -> AsyncIterator[
     application = create_app(
         pgvector_settings, roles=ModelRoles.single(FakeBackend()), embedder=embedder
     )
-    async with LifespanManager(application) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            resources: Resources = manager._state["resources"]
-            yield PgvectorApp(client, resources)
-            async with resources.engine.begin() as connection:
-                for table in reversed(Base.metadata.sorted_tables):
-                    await connection.execute(table.delete())
+    async with in_process(application) as served:
+        yield PgvectorApp(served.client, served.resources)
+        await empty_all_tables(served.resources)
 
 
 class TestSchema:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from mongars.app import create_app
 from mongars.config import HttpSettings
-from tests.conftest import migrated_settings
+from tests.conftest import in_process, migrated_settings
 
 APP_ORIGIN = "https://app.example.com"
 
@@ -21,11 +20,8 @@ APP_ORIGIN = "https://app.example.com"
 @asynccontextmanager
 async def app_client(tmp_path: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
     settings = await migrated_settings(tmp_path, **overrides)
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with in_process(create_app(settings)) as served:
+        yield served.client
 
 
 class TestSpoofedHost:

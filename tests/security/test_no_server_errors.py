@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from mongars.app import create_app
 from mongars.core.llm import FakeBackend
 from mongars.devtools.cluster import free_port
-from tests.conftest import Accounts, make_settings
+from tests.conftest import Accounts, in_process, make_settings
 
 NOT_ENVELOPES = {"/ready"}  # readiness answers with its own report, 503 included
 
@@ -174,10 +174,8 @@ class TestRedisDown:
             raise RedisConnectionError("Connection refused")
 
         app.add_api_route("/needs-redis", needs_redis)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                response = await client.get("/needs-redis")
+        async with in_process(app) as served:
+            response = await served.client.get("/needs-redis")
         assert response.status_code == 503
         assert response.json()["code"] == "redis_unavailable"
         assert response.headers["retry-after"] == "5"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from mongars_web import markdown
 from mongars_web.connector import RemoteApi
 
@@ -16,7 +15,7 @@ from mongars.app import API_ROUTERS, create_app
 from mongars.core.llm import FakeBackend
 from mongars.core.model_roles import ModelRoles
 from mongars.web_mount import is_api_path, standalone_web_app
-from tests.conftest import migrated_settings
+from tests.conftest import in_process, migrated_settings
 
 
 async def test_api_paths_keep_the_apis_answers(client: httpx.AsyncClient) -> None:
@@ -84,10 +83,8 @@ async def test_every_api_route_is_under_an_api_prefix(tmp_path: Path) -> None:
 async def test_the_ui_can_be_turned_off(tmp_path: Path) -> None:
     settings = await migrated_settings(tmp_path, web_enabled=False)
     app = create_app(settings, roles=ModelRoles.single(FakeBackend()))
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            response = await http.get("/login/")
+    async with in_process(app) as served:
+        response = await served.client.get("/login/")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
