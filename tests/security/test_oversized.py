@@ -72,3 +72,30 @@ class TestOversizedParameters:
         ]
         assert [r.status_code for r in checks] == [422, 422, 422, 422]
         assert all("x" * 2000 not in r.text for r in checks)  # passwords are never echoed
+
+
+class TestSecretsInValidationErrors:
+    async def test_a_rejected_body_never_echoes_a_secret(self, client: httpx.AsyncClient) -> None:
+        secret = "hunter2-SECRET"
+        checks = [
+            # A missing field's input is the object around it: the password beside it.
+            await client.post("/api/v1/auth/login", json={"password": secret}),
+            await client.post("/api/v1/user/register", json={"password": secret}),
+            await client.post("/token", data={"password": secret}),
+            await client.post("/api/v1/auth/refresh", json={"refresh_token": [secret]}),
+            await client.post("/api/v1/auth/login", json={"username": [1], "password": secret}),
+        ]
+        assert [r.status_code for r in checks] == [422] * len(checks)
+        assert [secret in r.text for r in checks] == [False] * len(checks)
+
+    async def test_a_plain_value_is_still_echoed_where_it_helps(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        long_name = "n" * 100
+        registered = await client.post(
+            "/api/v1/user/register", json={"username": long_name, "password": "x" * 20}
+        )
+        assert registered.status_code == 422
+        [error] = registered.json()["detail"]
+        assert error["loc"] == ["body", "username"]
+        assert error["input"] == long_name

@@ -11,6 +11,7 @@ its request id and answered with a 500 envelope that reveals nothing.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -148,11 +149,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {key: value for key, value in error.items() if key in ("type", "loc", "msg", "input")}
         for error in exc.errors()
     ]
-    # Never echo a password back, even a rejected one.
     for error in errors:
-        if any("password" in str(part) for part in error.get("loc", ())):
+        if not _may_echo(error):
             error.pop("input", None)
     return _reply(request, 422, errors, "validation_error")
+
+
+_SECRET_NAME = re.compile(r"password|secret|token|key", re.IGNORECASE)
+
+
+def _may_echo(error: Mapping[str, Any]) -> bool:
+    """Never echo a secret back, even a rejected one. A missing field's ``input`` is the whole
+    object around it (the password beside a missing username), so objects and lists are never
+    echoed either; a plain value only when its field is not named like a secret."""
+    if isinstance(error.get("input"), dict | list):
+        return False
+    return not any(_SECRET_NAME.search(str(part)) for part in error.get("loc", ()))
 
 
 def is_database_outage(exc: BaseException) -> bool:
