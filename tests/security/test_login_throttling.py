@@ -63,6 +63,33 @@ class TestBruteForce:
         assert statuses == [200] * 10 + [429]
 
 
+class TestPasswordChange:
+    async def test_guessing_the_current_password_is_throttled_like_a_login(
+        self, guarded: GuardedApp
+    ) -> None:
+        """A stolen token must not become a way to guess the password and take the account."""
+        client = guarded.client
+        await client.post("/api/v1/user/register", json={"username": "cyd", "password": PASSWORD})
+        token = (await login(client, "cyd", PASSWORD)).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def change(old: str) -> httpx.Response:
+            body = {"old_password": old, "new_password": "taken over at last"}
+            return await client.post("/api/v1/user/change-password", json=body, headers=headers)
+
+        for _ in range(FREE_FAILURES + 1):
+            wrong = await change("guess guess")
+            assert wrong.status_code == 400
+            assert wrong.json()["code"] == "wrong_password"
+        locked = await change(PASSWORD)
+        assert locked.status_code == 429
+        assert locked.headers["retry-after"] == "1"
+        # The same lockout holds for logins from this address: one budget of guesses, not two.
+        assert (await login(client, "cyd", PASSWORD)).status_code == 429
+        await anyio.sleep(1.05)
+        assert (await change(PASSWORD)).status_code == 200
+
+
 class TestUnknownUserAndWrongPassword:
     async def test_are_indistinguishable_including_the_lockout(self, guarded: GuardedApp) -> None:
         client = guarded.client

@@ -176,6 +176,9 @@ export interface paths {
         /**
          * Change Password
          * @description Change the password; every earlier token stops working and fresh tokens are returned.
+         *
+         *     The current password is throttled like a login: a stolen token must not become a way to
+         *     guess it, and with it take the account.
          */
         post: operations["change_password"];
         delete?: never;
@@ -2544,6 +2547,23 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many requests: `rate_limited`. Wait `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window. */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window. */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the whole budget is available again. */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
         };

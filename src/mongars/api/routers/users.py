@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from mongars.api.dependencies import AdminUser, CurrentUser, DbSession, ResourcesDep
 from mongars.api.errors import responses
-from mongars.api.ratelimit import RegisterRateLimit, rate_limited_response
+from mongars.api.ratelimit import LoginRateLimit, RegisterRateLimit, rate_limited_response
 from mongars.api.schemas.auth import TokenResponse
 from mongars.api.schemas.users import (
     PasswordChangeRequest,
@@ -49,14 +49,25 @@ async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.post("/api/v1/user/change-password", responses=responses(400, 401))
+@router.post(
+    "/api/v1/user/change-password",
+    responses={**responses(400, 401), **rate_limited_response()},
+)
 async def change_password(
-    body: PasswordChangeRequest, user: CurrentUser, db: DbSession, resources: ResourcesDep
+    body: PasswordChangeRequest,
+    user: CurrentUser,
+    guard: LoginRateLimit,
+    db: DbSession,
+    resources: ResourcesDep,
 ) -> TokenResponse:
-    """Change the password; every earlier token stops working and fresh tokens are returned."""
-    pair = await resources.accounts.change_password(
-        db, user, current_password=body.old_password, new_password=body.new_password
-    )
+    """Change the password; every earlier token stops working and fresh tokens are returned.
+
+    The current password is throttled like a login: a stolen token must not become a way to
+    guess it, and with it take the account."""
+    async with guard.attempt(user.username):
+        pair = await resources.accounts.change_password(
+            db, user, current_password=body.old_password, new_password=body.new_password
+        )
     return TokenResponse.from_pair(pair)
 
 

@@ -16,11 +16,14 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from mongars.config import RateLimitSettings, Settings
-from mongars.core.errors import AuthenticationFailed, RateLimited
+from mongars.core.errors import MongarsError, RateLimited
 from mongars.core.ratelimit.gcra import Decision, Rule
 from mongars.core.ratelimit.rejects import RejectLog, SubjectHasher
 from mongars.core.ratelimit.stores import FallbackStore, MemoryStore, RateLimitStore, RedisStore
 from mongars.redis_client import key as redis_key
+
+# The errors that mean "a wrong password was tried": a failed login, a wrong current password.
+WRONG_PASSWORD_CODES = frozenset({"invalid_credentials", "wrong_password"})
 
 RouteClass = Literal["chat", "login", "register", "ws_ticket"]
 ROUTE_CLASSES: tuple[RouteClass, ...] = ("chat", "login", "register", "ws_ticket")
@@ -124,12 +127,13 @@ class LoginThrottle:
 
     @asynccontextmanager
     async def attempt(self, client_ip: str, username: str) -> AsyncIterator[Decision]:
-        """Admit a login attempt, then record how the block inside it ended."""
+        """Admit an attempt at ``username``'s password (a login, or the current password a
+        password change asks for), then record how the block inside it ended."""
         decision = await self.admit(client_ip, username)
         try:
             yield decision
-        except AuthenticationFailed as exc:
-            if exc.code == "invalid_credentials":
+        except MongarsError as exc:
+            if exc.code in WRONG_PASSWORD_CODES:
                 await self.failed(client_ip, username)
             raise
         await self.succeeded(client_ip, username)
