@@ -70,6 +70,26 @@ class TestApiKeys:
         assert response.status_code == 401
         assert response.json()["code"] == "account_disabled"
 
+    async def test_a_key_cannot_make_keys(
+        self, client: httpx.AsyncClient, accounts: Accounts
+    ) -> None:
+        """Else a leaked key, deleted or expired, would live on in the keys it made."""
+        account = await accounts.create()
+        key = (
+            await client.post(
+                "/api/v1/api-keys",
+                headers=account.headers,
+                json={"name": "short-lived", "expires_in_days": 1},
+            )
+        ).json()["key"]
+        made = await client.post(
+            "/api/v1/api-keys", headers={"Authorization": f"Bearer {key}"}, json={"name": "k"}
+        )
+        assert made.status_code == 403
+        assert made.json()["code"] == "login_session_required"
+        names = (await client.get("/api/v1/api-keys", headers=account.headers)).json()
+        assert [k["name"] for k in names] == ["short-lived"]
+
     async def test_forged_key(self, client: httpx.AsyncClient) -> None:
         response = await client.get(
             "/api/v1/user/me", headers={"Authorization": "Bearer mg_forged"}

@@ -326,7 +326,8 @@ export interface paths {
         put?: never;
         /**
          * Create Api Key
-         * @description Create a key; the secret is in this response only.
+         * @description Create a key; the secret is in this response only. Needs a login session: a key cannot
+         *     make keys (one that leaked would otherwise outlive its revocation through them).
          */
         post: operations["create_api_key"];
         delete?: never;
@@ -2994,6 +2995,15 @@ export interface operations {
             };
             /** @description Unauthorized */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

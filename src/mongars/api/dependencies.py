@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from mongars.config import Settings
-from mongars.core.authentication import Principal, require_admin
+from mongars.core.authentication import Principal, require_admin, require_login_session
 from mongars.core.errors import MongarsError
 from mongars.db.tables import User
 from mongars.observability.http import note_user
@@ -93,6 +93,14 @@ async def get_current_user(principal: CurrentPrincipal) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_session_user(principal: CurrentPrincipal) -> User:
+    return require_login_session(principal).user
+
+
+# The user, authenticated by a login session's access token (never an API key).
+SessionUser = Annotated[User, Depends(get_session_user)]
 
 
 async def get_admin_user(principal: CurrentPrincipal) -> User:

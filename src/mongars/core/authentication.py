@@ -76,6 +76,16 @@ def _require_enabled(user: User) -> None:
         raise AuthenticationFailed("This account is disabled.", code="account_disabled")
 
 
+def require_login_session(principal: Principal) -> Principal:
+    """Refuse API keys: what only a person at a login may do (mint a key: a leaked key must
+    not be able to outlive its own revocation, or its expiry, through keys it made)."""
+    if principal.session_id is None:
+        raise PermissionDenied(
+            "This needs a login session; an API key cannot do it.", code="login_session_required"
+        )
+    return principal
+
+
 def require_admin(principal: Principal) -> Principal:
     if not principal.user.is_admin:
         raise PermissionDenied("This needs an administrator account.", code="admin_required")

@@ -6,18 +6,19 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep
+from mongars.api.dependencies import CurrentUser, DbSession, ResourcesDep, SessionUser
 from mongars.api.errors import responses
 from mongars.api.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401, 403))
 async def create_api_key(
-    body: ApiKeyCreate, user: CurrentUser, db: DbSession, resources: ResourcesDep
+    body: ApiKeyCreate, user: SessionUser, db: DbSession, resources: ResourcesDep
 ) -> ApiKeyCreated:
-    """Create a key; the secret is in this response only."""
+    """Create a key; the secret is in this response only. Needs a login session: a key cannot
+    make keys (one that leaked would otherwise outlive its revocation through them)."""
     created = await resources.api_keys.create(
         db, user, name=body.name, expires_in_days=body.expires_in_days
     )
