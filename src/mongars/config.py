@@ -246,6 +246,9 @@ class Settings(BaseSettings):
     ws_history_turns: int = Field(default=20, ge=0, le=200)
     ws_heartbeat_interval_seconds: float = Field(default=20.0, gt=0)
     ws_heartbeat_timeout_seconds: float = Field(default=60.0, gt=0)
+    # An open socket re-checks its credential before every chat.send, chat.cancel and resume,
+    # and, while idle, at least this often (it receives the user's turns from elsewhere).
+    ws_recheck_interval_seconds: float = Field(default=60.0, gt=0)
     ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     # Client frames per user: a token bucket of this size, refilled at this rate.
     ws_rate_limit_burst: int = Field(default=30, ge=1)

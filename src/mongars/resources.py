@@ -194,7 +194,10 @@ async def open_resources(
                 chat=chat,
                 bus=bus,
                 tickets=TicketService(
-                    account_services.ticket_key, settings.ws_ticket_ttl_seconds, replay
+                    account_services.ticket_key,
+                    settings.ws_ticket_ttl_seconds,
+                    replay,
+                    account_services.authenticator,
                 ),
                 connections=connections,
                 history=HistoryService(),

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 
+from mongars.core.llm import FakeBackend
 from mongars.core.security.secret_key import derive_key
-from tests.live_server import LiveServer
+from tests.conftest import PASSWORD, Database
+from tests.live_server import LiveServer, live_server
 from tests.ws_client import close_code, get_ticket, open_socket, receive, send
 from tests.ws_fixtures import connected, login
 
@@ -66,6 +68,62 @@ class TestTickets:
     async def test_tickets_need_a_credential(self, server: LiveServer) -> None:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             assert (await http.post("/api/v1/auth/ws/ticket")).status_code == 401
+
+
+class TestRevokedCredentials:
+    """An open socket is no older credential: what kills a token or a key closes the socket
+    (4401 ``credentials_revoked``) at its next action, and an idle one within the re-check
+    interval, so it stops receiving the user's turns from elsewhere."""
+
+    async def test_a_logout_closes_the_socket_at_its_next_action(self, server: LiveServer) -> None:
+        headers = login(server, "walter")
+        async with await connected(server, headers) as ws:
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                assert (await http.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+            await send(ws, "chat.send", {"message": "still me?"}, id_="late")
+            assert await close_code(ws) == (4401, "credentials_revoked")
+        assert server.fake.requests == []  # nothing was generated, nor stored
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            body = {"username": "walter", "password": PASSWORD}
+            again = (await http.post("/api/v1/auth/login", json=body)).json()["access_token"]
+            history = await http.get(
+                "/api/v1/conversation/history", headers={"Authorization": f"Bearer {again}"}
+            )
+        assert history.json() == []
+
+    async def test_a_deleted_key_closes_the_socket_and_kills_its_tickets(
+        self, server: LiveServer
+    ) -> None:
+        headers = login(server, "xena")
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            created = (
+                await http.post("/api/v1/api-keys", headers=headers, json={"name": "bot"})
+            ).json()
+            key_headers = {"Authorization": f"Bearer {created['key']}"}
+            spare_ticket = await get_ticket(server, key_headers)
+            async with await connected(server, key_headers) as ws:
+                deleted = await http.delete(f"/api/v1/api-keys/{created['id']}", headers=headers)
+                assert deleted.status_code == 204
+                await send(ws, "resume", {"stream_id": "x" * 32, "after_seq": 0}, id_="r")
+                assert await close_code(ws) == (4401, "credentials_revoked")
+        async with await open_socket(server, spare_ticket) as ws:
+            assert await close_code(ws) == (4401, "ticket_revoked")
+
+    async def test_an_idle_socket_is_closed_within_the_recheck_interval(
+        self, database: Database, server: LiveServer
+    ) -> None:
+        settings = database.settings.model_copy(update={"ws_recheck_interval_seconds": 0.3})
+        with live_server(settings, FakeBackend()) as quick:
+            headers = login(quick, "yusuf")
+            async with await connected(quick, headers) as ws:
+                async with httpx.AsyncClient(base_url=quick.base_url) as http:
+                    changed = await http.post(
+                        "/api/v1/user/change-password",
+                        headers=headers,
+                        json={"old_password": PASSWORD, "new_password": "a new one at last"},
+                    )
+                    assert changed.status_code == 200
+                assert await close_code(ws, within=3) == (4401, "credentials_revoked")
 
 
 class TestHostileFrames:

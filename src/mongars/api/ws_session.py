@@ -2,9 +2,11 @@
 
 Tasks per connection: a reader (client frames, in order), a sender (drains the bounded send
 queue into the socket), and one follower per stream the socket watches; the heartbeat is a
-timer. The
-socket closes with 1000 at once on a client ``close`` frame, 1013 when its send queue
-overflows (see ``core.ws_connections``), 4408 when the client stops answering pings.
+timer, and so is the idle re-check of the socket's credential. The socket closes with 1000 at
+once on a client ``close`` frame, 1013 when its send queue overflows (see
+``core.ws_connections``), 4408 when the client stops answering pings, 4401 when the login or
+API key it was opened with no longer holds: re-checked before every action, and while idle
+every ``ws_recheck_interval_seconds`` (it receives the user's turns from elsewhere).
 
 Every valid client frame is answered: by an ``ack`` naming it (for ``chat.send``, once the turn
 is accepted, with its ids), or by an error frame naming it. Malformed input gets an ``error``
@@ -16,27 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mongars.api.middleware import RAW_WEBSOCKET_SEND
 from mongars.api.schemas.chat import ChatRequest
 from mongars.api.schemas.history import HistoryItem
 from mongars.api.schemas.ws import CancelData, ClientFrame, ResumeData
-from mongars.core.authentication import Principal
+from mongars.core.authentication import CredentialsRevoked, Grant, Principal
 from mongars.core.errors import MongarsError, NotFound
 from mongars.core.streams import StreamReader
 from mongars.core.ws_connections import OVERFLOW_CLOSE_CODE, OVERFLOW_REASON, Connection, frame
+from mongars.db.tables import User
 from mongars.resources import Resources
 
 logger = logging.getLogger(__name__)
 
 NORMAL_CLOSE = 1000
+REVOKED_CLOSE = 4401
 HEARTBEAT_CLOSE = 4408
 
 STREAM_FRAME_TYPES = {"delta": "chat.delta", "done": "chat.done", "error": "chat.error"}
@@ -54,12 +60,15 @@ class WsSession:
         self.resources = resources
         self.settings = resources.settings
         self.user = principal.user
+        self.grant = Grant.of(principal)
         self.connection = connection
         self.last_seen = time.monotonic()
         self.close_with: tuple[int, str] = (NORMAL_CLOSE, "")
         self.peer_gone = False
         self._group: TaskGroup | None = None
         self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._recheck_timer: asyncio.TimerHandle | None = None
+        self._recheck_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         # The heartbeat and the overflow policy are callbacks, not tasks: with thousands of
@@ -69,6 +78,8 @@ class WsSession:
         self._heartbeat_timer = loop.call_later(
             self.settings.ws_heartbeat_interval_seconds, self._heartbeat
         )
+        # Spread over the interval: sockets opened together must not all re-check at once.
+        self._schedule_recheck(random.uniform(0.5, 1.0))  # noqa: S311 (jitter, not a secret)
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
@@ -78,6 +89,10 @@ class WsSession:
                 group.cancel_scope.cancel()
         finally:
             self._heartbeat_timer.cancel()
+            if self._recheck_timer is not None:
+                self._recheck_timer.cancel()
+            if self._recheck_task is not None:
+                self._recheck_task.cancel()
             self.connection.on_overflow = None
         if self.peer_gone:
             return
@@ -112,6 +127,36 @@ class WsSession:
             return
         self.connection.offer(frame("ping", {"interval": interval}))
         self._heartbeat_timer = asyncio.get_running_loop().call_later(interval, self._heartbeat)
+
+    # -- the credential ------------------------------------------------------------------------
+
+    async def _still_allowed(self) -> User:
+        """The socket's user, re-read; ``CredentialsRevoked`` when its login or key is gone."""
+        async with self.resources.sessions() as db:
+            principal = await self.resources.authenticator.recheck(db, self.grant)
+        self.user = principal.user
+        return principal.user
+
+    def _schedule_recheck(self, share: float = 1.0) -> None:
+        delay = self.settings.ws_recheck_interval_seconds * share
+        self._recheck_timer = asyncio.get_running_loop().call_later(delay, self._recheck_due)
+
+    def _recheck_due(self) -> None:
+        # A task only while it runs (a timer callback cannot start one in the task group: no
+        # task is current there); cancelled with the connection.
+        self._recheck_task = asyncio.get_running_loop().create_task(self._recheck_idle())
+
+    async def _recheck_idle(self) -> None:
+        try:
+            await self._still_allowed()
+        except CredentialsRevoked:
+            self._stop(REVOKED_CLOSE, CredentialsRevoked.code)
+            return
+        except (SQLAlchemyError, OSError):
+            # The database is unreachable: the next action fails with 503 anyway; try again at
+            # the next interval rather than dropping every socket on a blip.
+            logger.warning("could not re-check a WebSocket's credential", exc_info=True)
+        self._schedule_recheck()
 
     def _send(self, type_: str, data: dict[str, Any] | None = None) -> None:
         self.connection.offer(frame(type_, data))
@@ -204,6 +249,8 @@ class WsSession:
             return
         try:
             await handler(client)
+        except CredentialsRevoked:
+            self._stop(REVOKED_CLOSE, CredentialsRevoked.code)
         except ValidationError as exc:
             self._send(
                 "error", {"ref": client.id, "code": "invalid_frame", "detail": _first_error(exc)}
@@ -220,12 +267,13 @@ class WsSession:
 
     async def _chat_send(self, client: ClientFrame) -> None:
         body = ChatRequest.model_validate(client.data)
+        user = await self._still_allowed()
         # The same chat budget as HTTP, SSE and the OpenAI-compatible route; ``prepare``
         # checks the daily quota, as for them.
-        await self.resources.limiter.enforce("chat", str(self.user.id))
+        await self.resources.limiter.enforce("chat", str(user.id))
         async with self.resources.sessions() as db:
             # Stored and committed: the turn is acknowledged.
-            turn = await self.resources.chat.prepare(db, self.user, body.turn_request())
+            turn = await self.resources.chat.prepare(db, user, body.turn_request())
         stream = self.resources.chat.launch(turn)
         self._send(
             "ack",
@@ -241,21 +289,23 @@ class WsSession:
 
     async def _chat_cancel(self, client: ClientFrame) -> None:
         target = CancelData.model_validate(client.data)
+        user = await self._still_allowed()
         conversation_id = target.conversation_id
         if conversation_id is None:
             assert target.stream_id is not None
             conversation_id = (
-                await self.resources.streams.get(target.stream_id, self.user.id)
+                await self.resources.streams.get(target.stream_id, user.id)
             ).conversation_id
         if conversation_id is None:
             raise NotFound("No such stream.", code="stream_not_found")
         async with self.resources.sessions() as db:
-            stopped = await self.resources.chat.cancel(db, self.user, conversation_id)
+            stopped = await self.resources.chat.cancel(db, user, conversation_id)
         self._send("ack", {"ref": client.id, "cancelled": stopped})
 
     async def _resume(self, client: ClientFrame) -> None:
         target = ResumeData.model_validate(client.data)
-        stream = await self.resources.streams.get(target.stream_id, self.user.id)
+        user = await self._still_allowed()
+        stream = await self.resources.streams.get(target.stream_id, user.id)
         await stream.ensure_resumable(target.after_seq)
         self.resources.metrics.stream_resumes.labels("ws").inc()
         self._send("ack", {"ref": client.id, "stream_id": stream.id, "after_seq": target.after_seq})

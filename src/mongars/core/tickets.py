@@ -6,8 +6,9 @@ key of its own, valid ``ws_ticket_ttl_seconds``, no leeway) and connects with ``
 
 Single use: redeeming a ticket claims its ``jti`` in a replay store (in memory, or ``SET NX``
 in Redis so every replica agrees) for as long as the ticket could still be valid. The ticket
-names the user and the login it came from; redeeming it re-checks both, so a ticket dies with
-a logout, a password change or a disabled account like any other credential.
+names the user and the login or API key it came from; redeeming it re-checks them
+(``Authenticator.recheck``), so a ticket dies with a logout, a password change, a deleted key
+or a disabled account like any other credential.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ import jwt
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mongars.core.authentication import Principal
+from mongars.core.authentication import Authenticator, CredentialsRevoked, Grant, Principal
 from mongars.core.errors import AuthenticationFailed
-from mongars.db.repositories.sessions import SessionRepository
-from mongars.db.repositories.users import UserRepository
-from mongars.db.tables import User
 
 ALGORITHM = "HS256"
 AUDIENCE = "mongars-ws"
@@ -80,16 +78,20 @@ class IssuedTicket:
 
 
 class TicketService:
-    def __init__(self, key: bytes, ttl_seconds: int, replay: ReplayStore) -> None:
+    def __init__(
+        self, key: bytes, ttl_seconds: int, replay: ReplayStore, authenticator: Authenticator
+    ) -> None:
         self._key = key
         self.ttl_seconds = ttl_seconds
         self._replay = replay
+        self._authenticator = authenticator
 
     def issue(self, principal: Principal) -> IssuedTicket:
         now = datetime.now(UTC)
         claims = {
             "sub": str(principal.user.id),
             "sid": str(principal.session_id) if principal.session_id else None,
+            "kid": str(principal.api_key_id) if principal.api_key_id else None,
             "ver": principal.user.token_version,
             "aud": AUDIENCE,
             "jti": uuid.uuid4().hex,
@@ -119,22 +121,20 @@ class TicketService:
         return await self._principal(db, claims)
 
     async def _principal(self, db: AsyncSession, claims: dict[str, object]) -> Principal:
-        invalid = TicketRefused("The ticket is no longer valid.", code="ticket_revoked")
         try:
-            user_id = uuid.UUID(str(claims["sub"]))
-            session_id = uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
+            grant = Grant(
+                user_id=uuid.UUID(str(claims["sub"])),
+                token_version=int(str(claims["ver"])),
+                session_id=_optional_id(claims.get("sid")),
+                api_key_id=_optional_id(claims.get("kid")),
+            )
         except ValueError:
             raise TicketRefused("The ticket is invalid.", code="ticket_invalid") from None
-        user: User | None
-        if session_id is not None:
-            found = await SessionRepository(db).user_with_session(user_id, session_id)
-            if found is None or found[1].revoked_at is not None:
-                raise invalid
-            user = found[0]
-        else:
-            user = await UserRepository(db).get(user_id)
-        if user is None:
-            raise invalid
-        if user.is_disabled or user.token_version != claims["ver"]:
-            raise invalid
-        return Principal(user=user, session_id=session_id)
+        try:
+            return await self._authenticator.recheck(db, grant)
+        except CredentialsRevoked:
+            raise TicketRefused("The ticket is no longer valid.", code="ticket_revoked") from None
+
+
+def _optional_id(claim: object) -> uuid.UUID | None:
+    return uuid.UUID(str(claim)) if claim else None

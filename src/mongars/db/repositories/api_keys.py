@@ -32,6 +32,15 @@ class ApiKeyRepository:
         )
         return list(result.scalars())
 
+    async def get_with_owner(self, key_id: uuid.UUID) -> tuple[ApiKey, User] | None:
+        result = await self.session.execute(
+            inline(select(ApiKey, User).join(User, ApiKey.user_id == User.id)).where(
+                ApiKey.id == key_id
+            )
+        )
+        row = result.first()
+        return None if row is None else (row[0], row[1])
+
     async def find_with_owner(self, key_hash: str) -> tuple[ApiKey, User] | None:
         result = await self.session.execute(_FIND_WITH_OWNER, {"key_hash": key_hash})
         row = result.first()
