@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from mongars.api.sse import parse_last_event_id
 from mongars.core.llm import FakeBackend
 from mongars.db.tables import Message
 from mongars.resources import Resources
@@ -134,6 +135,12 @@ class TestResume:
         assert seqs == list(range(1, len(seqs) + 1))
         assert rest[-1].type == "done"
         assert text_of(first + rest) == f"echo: {TEN_WORDS}"
+
+    def test_a_last_event_id_that_is_not_ascii_digits_is_ignored(self) -> None:
+        # "²" passes str.isdigit and is valid in a (latin-1) header, but int() refuses it.
+        assert parse_last_event_id("s1:\xb2", "s1") is None
+        assert parse_last_event_id("s1:7", "s1") == 7
+        assert parse_last_event_id("other:7", "s1") is None
 
     async def test_another_user_cannot_resume_someone_elses_stream(
         self, server: LiveServer, http: httpx.AsyncClient

@@ -7,7 +7,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from mongars.core.errors import NotFound
+from mongars.core.errors import MongarsError, NotFound
 from mongars.core.streams import Stream, StreamGap, StreamHub
 
 OWNER = uuid.uuid4()
@@ -116,3 +116,28 @@ class TestCancellation:
             await stream.wait()
         assert stream.finished
         assert stream.cancel() is False
+
+
+class TestAFailingRun:
+    async def test_ends_its_stream_with_an_error_and_spares_the_others(
+        self, hub: StreamHub
+    ) -> None:
+        """All generations share one task group: one that raises must not cancel the rest."""
+        gate = anyio.Event()
+        survivor = start(hub, ["a", "b"], gate)
+
+        async def broken(stream: Stream) -> None:
+            stream.publish("delta", {"text": "half"})
+            raise RuntimeError("a bug")
+
+        failed = hub.start(owner_id=OWNER, conversation_id=uuid.uuid4(), run=broken)
+        with anyio.fail_after(1):
+            outcome = await failed.wait()
+        assert isinstance(outcome, MongarsError)
+        events = [e async for e in failed.events(after=0) if e]
+        assert [e.type for e in events] == ["delta", "error"]
+        gate.set()
+        with anyio.fail_after(1):
+            await survivor.wait()
+        assert [e.type for e in survivor.available(0)] == ["delta", "delta", "done"]
+        assert start(hub, ["c"]) is not None  # the group still takes new generations

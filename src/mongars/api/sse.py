@@ -61,4 +61,5 @@ def parse_last_event_id(value: str | None, stream_id: str) -> int | None:
     prefix, _, seq = value.rpartition(":")
     if prefix and prefix != stream_id:
         return None
-    return int(seq) if seq.isdigit() else None
+    # isascii: str.isdigit also accepts digits int() refuses ("²" is valid in a header).
+    return int(seq) if seq.isascii() and seq.isdigit() else None

@@ -73,7 +73,11 @@ class RedisStreamMirror:
                 else:
                     await stream.changed(LEASE_REFRESH_SECONDS)
                     if not stream.available(cursor) and not stream.finished:
-                        await self._redis.set(lease, b"1", ex=LEASE_SECONDS)
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            pipe.set(lease, b"1", ex=LEASE_SECONDS)
+                            # Kept while the generation runs, however long it takes.
+                            pipe.expire(meta, self._retention + LEASE_SECONDS)
+                            await pipe.execute()
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(meta, "finished", b"1")
                 pipe.expire(meta, self._retention)
@@ -95,6 +99,7 @@ class RedisStreamMirror:
                     approximate=True,
                 )
             pipe.expire(events, self._retention + LEASE_SECONDS)
+            pipe.expire(meta, self._retention + LEASE_SECONDS)
             pipe.set(lease, b"1", ex=LEASE_SECONDS)
             await pipe.execute()
 
@@ -104,7 +109,7 @@ class RedisStreamMirror:
         except (RedisError, OSError) as exc:
             logger.warning("cannot look up stream %s in Redis: %s", stream_id, exc)
             return None
-        if not meta:
+        if b"owner" not in meta:  # unknown, or expired (a lone "finished" left behind)
             return None
         return RemoteStream(
             self._redis,
@@ -152,18 +157,8 @@ class RemoteStream:
         block_ms = int(min(keepalive_seconds or LEASE_REFRESH_SECONDS, MAX_BLOCK_SECONDS) * 1000)
         quiet_since = time.monotonic()
         while True:
-            # RESP2 shape (the client's default): [[key, [(entry_id, fields), ...]]]
-            reply = cast(
-                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-                await self._redis.xread({self._events: f"{cursor}-0"}, count=512, block=block_ms),
-            )
-            entries = reply[0][1] if reply else []
-            for entry_id, fields in entries:
-                event = StreamEvent(
-                    seq=_seq(entry_id),
-                    type=fields[b"type"].decode(),  # type: ignore[arg-type]
-                    data=json.loads(fields[b"data"]),
-                )
+            entries = await self._read(cursor, block_ms)
+            for event in entries:
                 cursor = event.seq
                 quiet_since = time.monotonic()
                 yield event
@@ -171,14 +166,20 @@ class RemoteStream:
                     return
             if entries:
                 continue
-            if await self._redis.hget(self._meta, "finished"):
-                return
-            if not await self._redis.exists(self._lease):
-                yield StreamEvent(
-                    seq=cursor + 1,
-                    type="error",
-                    data=_interrupted(),
-                )
+            finished = bool(await self._redis.hget(self._meta, "finished"))
+            if finished or not await self._redis.exists(self._lease):
+                # The generating replica may have appended its last events (and then said it
+                # had finished) after the read above: read once more before ending.
+                for event in await self._read(cursor, None):
+                    cursor = event.seq
+                    yield event
+                    if event.type in TERMINAL_EVENTS:
+                        return
+                if finished:
+                    return
+                if await self._redis.hget(self._meta, "finished"):
+                    continue  # it finished meanwhile: go round for what it appended first
+                yield StreamEvent(seq=cursor + 1, type="error", data=_interrupted())
                 return
             if keepalive_seconds is not None and (
                 time.monotonic() - quiet_since >= keepalive_seconds
@@ -186,6 +187,22 @@ class RemoteStream:
                 quiet_since = time.monotonic()
                 yield None
             await anyio.lowlevel.checkpoint()
+
+    async def _read(self, cursor: int, block_ms: int | None) -> list[StreamEvent]:
+        """The mirrored events after ``cursor``, waiting up to ``block_ms`` (None: not at all)."""
+        # RESP2 shape (the client's default): [[key, [(entry_id, fields), ...]]]
+        reply = cast(
+            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+            await self._redis.xread({self._events: f"{cursor}-0"}, count=512, block=block_ms),
+        )
+        return [
+            StreamEvent(
+                seq=_seq(entry_id),
+                type=fields[b"type"].decode(),  # type: ignore[arg-type]
+                data=json.loads(fields[b"data"]),
+            )
+            for entry_id, fields in (reply[0][1] if reply else [])
+        ]
 
 
 def _seq(entry_id: bytes) -> int:

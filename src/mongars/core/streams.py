@@ -18,6 +18,7 @@ Cancelling reaches the generating replica through the event bus.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -33,6 +34,8 @@ from mongars.core.events import EventBus
 
 if TYPE_CHECKING:
     from mongars.core.stream_mirror import RedisStreamMirror
+
+logger = logging.getLogger(__name__)
 
 EventType = Literal["start", "delta", "done", "error"]
 
@@ -227,20 +230,35 @@ class StreamHub:
         if resumable:
             self._streams[stream.id] = stream
         if resumable and self._mirror is not None:
-            self._task_group.start_soon(self._mirror.copy, stream, name=f"mirror {stream.id}")
+            self._task_group.start_soon(self._mirror_safely, stream, name=f"mirror {stream.id}")
         self._task_group.start_soon(self._run, stream, run, name=f"generation {stream.id}")
         return stream
 
     async def _run(self, stream: Stream, run: Callable[[Stream], Awaitable[None]]) -> None:
+        # Every generation of the app runs in one task group: an exception escaping one would
+        # cancel all the others, and the group would take no new ones. So none escapes.
         try:
             with anyio.CancelScope() as scope:
                 stream.cancel_scope = scope
                 await run(stream)
+        except Exception:
+            logger.exception("generation %s failed", stream.id)
+            if not stream.finished:
+                failed = MongarsError("The answer could not be completed.", code="internal_error")
+                stream.outcome = failed
+                stream.publish("error", {"code": failed.code, "detail": failed.detail})
         finally:
             stream.finish()
             self._running.pop(stream.id, None)
             if stream.id in self._streams:
                 self._ended.append((time.monotonic(), stream.id))
+
+    async def _mirror_safely(self, stream: Stream) -> None:
+        assert self._mirror is not None
+        try:
+            await self._mirror.copy(stream)
+        except Exception:  # as for a generation: never the task group's end
+            logger.exception("mirroring stream %s failed", stream.id)
 
     async def get(self, stream_id: str, owner_id: uuid.UUID) -> StreamReader:
         stream: StreamReader | None = self._streams.get(stream_id)

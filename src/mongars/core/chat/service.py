@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mongars.config import ChatSettings
@@ -39,8 +39,10 @@ from mongars.core.chat.results import (
     UnstoredAnswer,
 )
 from mongars.core.errors import (
+    BackendError,
     BackendTimeout,
     BackendUnavailable,
+    DatabaseUnavailable,
     MongarsError,
     NotFound,
     PayloadTooLarge,
@@ -384,9 +386,12 @@ class ChatService:
             failure = exc
         except Exception as exc:  # a backend bug must not leave the row hanging
             logger.exception("generation %s failed", stream.id)
-            failure = MongarsError("The model backend failed unexpectedly.", code="backend_error")
+            failure = BackendError("The model backend failed unexpectedly.")
             failure.__cause__ = exc
-        await self._finish(stream, turn, parts, end, failure, cancelled, timing)
+        # Shielded, as above: the answer is generated; a cancel or a shutdown arriving now must
+        # not stop its write half-way and lose it.
+        with anyio.CancelScope(shield=True):
+            await self._finish(stream, turn, parts, end, failure, cancelled, timing)
 
     async def _finish(
         self,
@@ -437,7 +442,7 @@ class ChatService:
             finish_reason=finish_reason,
             elapsed=elapsed,
         )
-        stored: StoredMessage | None = None
+        stored: StoredMessage | MongarsError | None = None
         if turn.reply_id is None:
             await self._count_unstored(turn, outcome)
         else:
@@ -449,7 +454,7 @@ class ChatService:
             # whose answer could not be written is not announced: as far as anyone can see, it
             # has not finished.
             stream.finish()
-            if turn.reply_id is None or stored is not None:
+            if not isinstance(stored, MongarsError):
                 await self._announce(
                     TurnFinished(
                         user_id=turn.user_id,
@@ -471,16 +476,16 @@ class ChatService:
                 )
 
     def _publish(
-        self, stream: Stream, turn: PreparedTurn, stored: StoredMessage | None, outcome: _Outcome
+        self,
+        stream: Stream,
+        turn: PreparedTurn,
+        stored: StoredMessage | MongarsError | None,
+        outcome: _Outcome,
     ) -> None:
         """End the stream with ``done`` (the result) or ``error``, and set its outcome."""
-        if turn.reply_id is not None and stored is None:
-            error = MongarsError(
-                "The answer could not be stored; the database is unavailable.",
-                code="database_unavailable",
-            )
-            stream.outcome = error
-            stream.publish("error", {"code": error.code, "detail": error.detail})
+        if isinstance(stored, MongarsError):  # the answer could not be written
+            stream.outcome = stored
+            stream.publish("error", {"code": stored.code, "detail": stored.detail})
             return
         failure = outcome.failure
         if failure is not None:
@@ -530,7 +535,7 @@ class ChatService:
 
         try:
             await transact(self.engine, count)
-        except (DBAPIError, OSError):
+        except (SQLAlchemyError, OSError):
             # The answer was generated and is delivered; only its count is lost. Logged loudly
             # because quotas then under-count.
             logger.error("usage of an unstored turn could not be counted for %s", turn.user_id)
@@ -544,7 +549,8 @@ class ChatService:
 
     async def _store_answer(
         self, turn: PreparedTurn, reply_id: int, values: dict[str, object]
-    ) -> StoredMessage | None:
+    ) -> StoredMessage | MongarsError:
+        """The stored answer, or why it could not be stored."""
         assert turn.conversation_id is not None
         write = functools.partial(
             self._write_answer, turn.conversation_id, turn.user_id, reply_id, values, utcnow()
@@ -553,12 +559,21 @@ class ChatService:
             try:
                 with tracing.span("chat.store_answer"):
                     row = await transact(self.engine, write)
-                return StoredMessage.of(row) if row is not None else None
-            except (DBAPIError, OSError):
+            except (SQLAlchemyError, OSError):  # the pool's timeout is not a DBAPIError
                 logger.warning("storing answer %s failed (attempt %s)", reply_id, attempt)
                 await anyio.sleep(0.2 * attempt)
+                continue
+            if row is None:
+                return NotFound(
+                    "The conversation was deleted while its answer was being generated.",
+                    code="conversation_not_found",
+                )
+            return StoredMessage.of(row)
         logger.error("answer %s could not be stored; it stays incomplete", reply_id)
-        return None
+        return DatabaseUnavailable(
+            "The answer could not be stored; the database is unavailable.",
+            retry_after_seconds=5,
+        )
 
     def _write_answer(
         self,
