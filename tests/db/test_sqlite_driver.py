@@ -85,6 +85,16 @@ async def test_rows_rowcount_and_lastrowid_come_back(engine: AsyncEngine) -> Non
         assert empty.all() == []
 
 
+async def test_fetching_in_batches_uses_the_dbapi_default_size(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO t (name) VALUES (:name)"), [{"name": n} for n in "abc"]
+        )
+        result = await connection.execute(text("SELECT name FROM t ORDER BY id"))
+        assert result.fetchmany() == [("a",)]  # arraysize 1, as DBAPI says
+        assert [list(part) for part in result.partitions(2)] == [[("b",), ("c",)]]
+
+
 async def insert_twice(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("INSERT INTO t (name) VALUES ('x')"))

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from mongars.app import create_app
+from mongars.config import ChatSettings
 from mongars.core.llm import FakeBackend
-from tests.conftest import Accounts
+from mongars.core.model_roles import ModelRoles
+from tests.conftest import Accounts, Database, empty_all_tables, in_process
 
 CAP = 1024 * 1024  # MONGARS_HTTP__MAX_BODY_BYTES's default
 
@@ -99,3 +102,31 @@ class TestSecretsInValidationErrors:
         [error] = registered.json()["detail"]
         assert error["loc"] == ["body", "username"]
         assert error["input"] == long_name
+
+
+class TestAMessageTheDatabaseCannotIndex:
+    async def test_is_a_422_never_a_500(self, database: Database) -> None:
+        """PostgreSQL's full-text vector of a text is limited to 1 MB, and one with many
+        distinct words outgrows the text: an operator who raises the message limit can let
+        through a message SQLite stores and PostgreSQL refuses (SQLSTATE 54000)."""
+        settings = database.settings.model_copy(
+            update={"chat": ChatSettings(max_message_bytes=1_000_000)}
+        )
+        backend = FakeBackend(context_window=10_000_000)
+        message = " ".join(f"w{n:06d}" for n in range(110_000))  # 879,999 bytes
+        async with in_process(create_app(settings, roles=ModelRoles.single(backend))) as served:
+            try:
+                account = await Accounts(served.client, served.resources).create()
+                response = await served.client.post(
+                    "/api/v1/conversation/chat",
+                    headers=account.headers,
+                    json={"message": message},
+                    timeout=60,
+                )
+            finally:
+                await empty_all_tables(served.resources)
+        if database.kind == "postgresql":
+            assert response.status_code == 422, response.text[:300]
+            assert response.json()["detail"][0]["type"] == "value_unstorable"
+        else:
+            assert response.status_code == 200

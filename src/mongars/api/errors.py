@@ -175,11 +175,13 @@ def is_database_outage(exc: BaseException) -> bool:
 
 
 def is_unstorable_value(exc: BaseException) -> bool:
-    """The database refused a value (SQLSTATE class 22, "data exception"), not the query."""
+    """The database refused a value, not the query: SQLSTATE class 22 ("data exception"), or
+    class 54 ("program limit exceeded": PostgreSQL's full-text vector of a long text with many
+    distinct words passes its 1 MB limit, where SQLite stores the same text)."""
     if isinstance(exc, DataError):
         return True
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+    return isinstance(sqlstate, str) and sqlstate.startswith(("22", "54"))
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

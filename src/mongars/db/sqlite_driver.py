@@ -127,7 +127,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statement, rows and metadata arrive in one call: on the event
     loop's thread when the statement is marked ``inline()``, else on the database thread."""
 
-    __slots__ = ("_outcome", "inline")
+    __slots__ = ("_arraysize", "_outcome", "inline")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
         # Not the parent's: it opens an aiosqlite cursor (a thread call) up front.
@@ -137,6 +137,22 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows = collections.deque()
         self._outcome: _Outcome = (None, None, -1, None)
         self.inline = False  # set per statement by ``mark_inline_cursor``
+        self._arraysize = 1  # the DBAPI default: what fetchmany() with no size returns
+
+    # The parent keeps these on the aiosqlite cursor this one never opens.
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._arraysize = value
+
+    def nextset(self) -> None:
+        return None  # one statement, one result set
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        return None  # a no-op in sqlite3 as well
 
     @property
     def description(self) -> Any:
