@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,21 @@ async def chat(served: InProcess, account: Account, message: str, **extra: objec
     return await served.client.post(
         "/api/v1/conversation/chat", headers=account.headers, json={"message": message, **extra}
     )
+
+
+@asynccontextmanager
+async def follow_up(
+    served: InProcess, account: Account, conversation: str, message: str
+) -> AsyncIterator[dict[str, httpx.Response]]:
+    """A turn in ``conversation`` running while the block runs; its response under "turn"."""
+    result: dict[str, httpx.Response] = {}
+
+    async def turn() -> None:
+        result["turn"] = await chat(served, account, message, conversation_id=conversation)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(turn)
+        yield result
 
 
 class TestTheAnswersWriteFails:
@@ -112,22 +128,14 @@ class TestRaces:
             account = await Accounts(s.client, s.resources).create("kim")
             conversation = (await chat(s, account, "first")).json()["conversation_id"]
             monkeypatch.setattr(chat_service, "transact", slow_write)
-            results: dict[str, httpx.Response] = {}
-
-            async def turn() -> None:
-                results["turn"] = await chat(
-                    s, account, "hello there friend", conversation_id=conversation
-                )
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(turn)
+            async with follow_up(s, account, conversation, "hello there friend") as result:
                 await writing.wait()
                 cancel = await s.client.post(
                     f"/api/v1/conversations/{conversation}/cancel", headers=account.headers
                 )
             stored = await answers(s.resources)
         assert cancel.status_code == 200
-        assert results["turn"].status_code == 200
+        assert result["turn"].status_code == 200
         assert stored[-1] == ("complete", "echo: hello there friend")
 
     async def test_a_conversation_deleted_during_the_answer_is_a_404(self, tmp_path: Path) -> None:
@@ -136,23 +144,15 @@ class TestRaces:
         async with in_process(create_app(settings, roles=ModelRoles.single(backend))) as s:
             account = await Accounts(s.client, s.resources).create("kim")
             conversation = (await chat(s, account, "first")).json()["conversation_id"]
-            results: dict[str, httpx.Response] = {}
-
-            async def turn() -> None:
-                results["turn"] = await chat(
-                    s, account, "one two three four five", conversation_id=conversation
-                )
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(turn)
+            async with follow_up(s, account, conversation, "one two three four five") as result:
                 await anyio.sleep(0.15)
                 deleted = await s.client.delete(
                     f"/api/v1/conversations/{conversation}", headers=account.headers
                 )
         assert deleted.status_code == 204
-        assert results["turn"].status_code == 404
-        assert results["turn"].json()["code"] == "conversation_not_found"
-        assert "retry-after" not in results["turn"].headers
+        assert result["turn"].status_code == 404
+        assert result["turn"].json()["code"] == "conversation_not_found"
+        assert "retry-after" not in result["turn"].headers
 
 
 class BuggyBackend(FakeBackend):
