@@ -192,6 +192,14 @@ class TestCsrf:
         )
         assert response.status_code == 403
 
+    async def test_logging_in_renews_the_csrf_secret(self, web: Web, accounts: Accounts) -> None:
+        """As Django's own login() does: a token seen or planted before is worthless after."""
+        await accounts.create("alice")
+        await web.csrf_token("/login/")
+        before = web.http.cookies["mongars_csrftoken"].value
+        await web.log_in("alice")
+        assert web.http.cookies["mongars_csrftoken"].value != before
+
 
 class TestSessionExpiry:
     async def test_an_expired_access_token_is_refreshed_quietly(

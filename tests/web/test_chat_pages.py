@@ -65,6 +65,11 @@ class TestSendingWithoutJavaScript:
         assert "<img" not in body
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
 
+    async def test_a_page_number_that_is_no_number_shows_the_first_page(self, alice: Web) -> None:
+        # "²" is a digit to str.isdigit, but int() refuses it.
+        for page in ("%C2%B2", "abc", "0", "-1"):
+            assert (await alice.get(f"/?page={page}")).status_code == 200, page
+
     async def test_an_empty_message_is_refused_on_the_page(self, alice: Web) -> None:
         response = await alice.submit("/chat/new/", {"message": "   "})
         assert response.status_code == 400

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
+from django.middleware.csrf import rotate_token
 
 from mongars_web.connector import SCOPE_KEY, ApiConnector
 
@@ -132,8 +133,10 @@ class Api:
 
     async def start_session(self, token_body: dict[str, Any]) -> None:
         session = self.request.session
-        # A new session id at every login: a session id planted before it is worthless.
+        # A new session id and CSRF secret at every login (as Django's own login() does): a
+        # session id or token planted or seen before it is worthless.
         await session.acycle_key()
+        rotate_token(self.request)
         await session.aset(TOKENS_KEY, _stored_tokens(token_body))
 
     async def me(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mongars_web.api import Api, ApiError, plain_words
 from mongars_web.forms import ChangePasswordForm
-from mongars_web.views.common import login_required, page
+from mongars_web.views.common import login_required, page, page_number
 
 USERS_PAGE_SIZE = 50
 # What each button asks the API to change.
@@ -54,8 +54,7 @@ async def change_password(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 async def users(request: HttpRequest) -> HttpResponse:
-    raw = request.GET.get("page", "1")
-    number = int(raw) if raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+    number = page_number(request)
     body = (
         await Api(request).call(
             "GET",

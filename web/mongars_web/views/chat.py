@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from mongars_web import markdown
 from mongars_web.api import Api, ApiError, LoginRequired, connector_of, plain_words
 from mongars_web.forms import MessageForm
-from mongars_web.views.common import login_required, page
+from mongars_web.views.common import login_required, page, page_number
 
 PAGE_SIZE = 20
 EXPORT_FORMATS = ("markdown", "json")
@@ -24,15 +24,10 @@ EXPORT_FORMATS = ("markdown", "json")
 PLACEHOLDER_ID = uuid.UUID(int=0)
 
 
-def _page_number(request: HttpRequest) -> int:
-    raw = request.GET.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
-
-
 @require_GET
 @login_required
 async def conversation_list(request: HttpRequest) -> HttpResponse:
-    number = _page_number(request)
+    number = page_number(request)
     response = await Api(request).call(
         "GET",
         "/api/v1/conversations",

@@ -37,6 +37,13 @@ async def current_user(request: HttpRequest) -> dict[str, Any] | None:
     return user
 
 
+def page_number(request: HttpRequest) -> int:
+    """``?page=``, 1 when absent or not a page number. isdecimal, not isdigit: "²" is a digit
+    to Python that int() refuses."""
+    raw = request.GET.get("page", "1")
+    return int(raw) if raw.isdecimal() and 0 < int(raw) < 1_000_000 else 1
+
+
 async def page(
     request: HttpRequest, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HttpResponse:
