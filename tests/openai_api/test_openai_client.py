@@ -7,6 +7,7 @@ monGARS API key, and expect OpenAI's objects and OpenAI's typed errors back. Ret
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from pathlib import Path
@@ -295,6 +296,15 @@ class TestModels:
         assert {"general", "coding", "reasoning", "fake-echo", "all-MiniLM-L6-v2"} <= set(ids)
         assert len(ids) == len(set(ids))
 
+    async def test_a_listed_model_can_be_retrieved_and_an_unknown_one_is_not_found(
+        self, server: LiveServer, user: OpenAIUser
+    ) -> None:
+        with sync_client(user) as client:
+            assert client.models.retrieve("general").id == "general"
+            with pytest.raises(openai.NotFoundError) as caught:
+                client.models.retrieve("gpt-9-ultra")
+        assert caught.value.code == "model_not_found"
+
 
 class TestErrors:
     async def test_a_bad_key_is_an_authentication_error(
@@ -348,6 +358,63 @@ class TestErrors:
                 client.chat.completions.create(
                     model="general", messages=[{"role": "user", "content": "hi"}], n=2
                 )
+        assert history(server, user) == []
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"response_format": {"type": "json_object"}},
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            {"logprobs": True},
+            {"top_logprobs": 3},
+            {"functions": [{"name": "f", "parameters": {"type": "object"}}]},
+            {"function_call": {"name": "f"}},
+            {"tool_choice": "required"},
+        ],
+    )
+    async def test_parameters_that_would_change_the_answer_are_refused_not_ignored(
+        self, server: LiveServer, user: OpenAIUser, extra: dict[str, object]
+    ) -> None:
+        hi = [{"role": "user", "content": "hi"}]
+        with sync_client(user) as client:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.chat.completions.create(model="general", messages=hi, **extra)  # type: ignore[call-overload]
+            assert caught.value.param == next(iter(extra))
+            # Their no-op values are accepted, as clients often send them.
+            done = client.chat.completions.create(
+                model="general",
+                messages=hi,
+                response_format={"type": "text"},
+                logprobs=False,
+                tool_choice="none",
+            )
+        assert done.choices[0].message.content == "echo: hi"
+
+    async def test_text_with_a_lone_surrogate_is_a_bad_request(
+        self, server: LiveServer, user: OpenAIUser
+    ) -> None:
+        """Valid JSON, no character: it failed as a 500 deep in the turn, natively too."""
+        lone = "a\ud800b"  # json.dumps writes it as the escape "\\ud800"
+        bodies = {
+            "/v1/chat/completions": {
+                "model": "general",
+                "messages": [{"role": "user", "content": lone}],
+            },
+            "/v1/embeddings": {"model": "all-MiniLM-L6-v2", "input": lone},
+            "/api/v1/conversation/chat": {"message": lone},
+        }
+        headers = {"Authorization": f"Bearer {user.api_key}", "content-type": "application/json"}
+        root = user.base_url.removesuffix("/v1")
+        async with httpx.AsyncClient(base_url=root, headers=headers) as http:
+            statuses = {
+                path: (await http.post(path, content=json.dumps(body))).status_code
+                for path, body in bodies.items()
+            }
+        assert statuses == {
+            "/v1/chat/completions": 400,
+            "/v1/embeddings": 400,
+            "/api/v1/conversation/chat": 422,
+        }
         assert history(server, user) == []
 
     async def test_oversized_messages_and_bodies_are_413_in_openai_shape(

@@ -793,6 +793,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/{model}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retrieve Openai Model
+         * @description One of the models ``/v1/models`` lists (OpenAI-compatible).
+         */
+        get: operations["retrieve_openai_model"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/embeddings": {
         parameters: {
             query?: never;
@@ -1025,6 +1045,38 @@ export interface components {
              * @description Tool calling is not supported.
              */
             tools?: unknown[] | null;
+            /**
+             * Functions
+             * @description Function calling is not supported.
+             */
+            functions?: unknown[] | null;
+            /**
+             * Tool Choice
+             * @description Only `none` or `auto`: no tools can be called.
+             */
+            tool_choice?: ("none" | "auto") | null;
+            /**
+             * Function Call
+             * @description Only `none` or `auto`: no functions can be called.
+             */
+            function_call?: ("none" | "auto") | null;
+            /**
+             * Response Format
+             * @description Only `{"type": "text"}`: JSON modes are not supported.
+             */
+            response_format?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Logprobs
+             * @description Token log-probabilities are not returned.
+             */
+            logprobs?: false | null;
+            /**
+             * Top Logprobs
+             * @description Token log-probabilities are not returned.
+             */
+            top_logprobs?: 0 | null;
             /**
              * Use Rag
              * @description monGARS: ground the answer in your documents (and shared ones); the passages used come back in `mongars.citations`.
@@ -4495,6 +4547,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Gateway Timeout */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+        };
+    };
+    retrieve_openai_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCard"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
             /** @description Too Many Requests */

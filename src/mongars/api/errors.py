@@ -162,8 +162,14 @@ def _may_echo(error: Mapping[str, Any]) -> bool:
     """Never echo a secret back, even a rejected one. A missing field's ``input`` is the whole
     object around it (the password beside a missing username), so objects and lists are never
     echoed either; a plain value only when its field is not named like a secret."""
-    if isinstance(error.get("input"), dict | list):
+    value = error.get("input")
+    if isinstance(value, dict | list):
         return False
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no response could carry it back
+            return False
     return not any(_SECRET_NAME.search(str(part)) for part in error.get("loc", ()))
 
 

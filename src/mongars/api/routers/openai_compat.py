@@ -13,10 +13,10 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
 from mongars.api.dependencies import CurrentUser, ResourcesDep
@@ -43,7 +43,7 @@ from mongars.core.chat.service import TurnRequest
 from mongars.core.errors import InvalidInput, MongarsError, NotFound, ServiceUnavailable
 from mongars.core.llm import GenerationParams
 from mongars.core.model_roles import ROLES, ModelRoles, Role
-from mongars.core.streams import Stream
+from mongars.core.streams import Stream, StreamGap
 from mongars.resources import Resources
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -196,29 +196,48 @@ async def _chunks(
     def choice(delta: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": delta, "finish_reason": finish}]
 
-    async for event in stream.events(after=0, keepalive_seconds=keepalive):
-        if event is None:
-            yield KEEPALIVE
-        elif event.type == "start":
-            model = event.data.get("model") or ""
-            yield chunk(choice({"role": "assistant", "content": ""}))
-        elif event.type == "delta":
-            yield chunk(choice({"content": event.data["text"]}))
-        elif event.type == "done":
-            finish = event.data.get("finish_reason", "stop")
-            yield chunk(choice({}, _finish_reason(finish)))
-            if include_usage:
-                yield chunk([], event.data["usage"])
-        elif event.type == "error":
-            # OpenAI clients raise an APIError for an event carrying "error".
-            detail = event.data.get("detail", "The generation failed.")
-            yield _sse(openai_error(502, detail, event.data.get("code", "backend_error")))
+    try:
+        async for event in stream.events(after=0, keepalive_seconds=keepalive):
+            if event is None:
+                yield KEEPALIVE
+            elif event.type == "start":
+                model = event.data.get("model") or ""
+                yield chunk(choice({"role": "assistant", "content": ""}))
+            elif event.type == "delta":
+                yield chunk(choice({"content": event.data["text"]}))
+            elif event.type == "done":
+                finish = event.data.get("finish_reason", "stop")
+                yield chunk(choice({}, _finish_reason(finish)))
+                if include_usage:
+                    yield chunk([], event.data["usage"])
+            elif event.type == "error":
+                # OpenAI clients raise an APIError for an event carrying "error".
+                detail = event.data.get("detail", "The generation failed.")
+                yield _sse(openai_error(502, detail, event.data.get("code", "backend_error")))
+    except StreamGap as gap:
+        # The client read slower than the answer came, by more than the stream's buffer: say
+        # so (the stored answer, if any, is whole) rather than end the response mid-answer.
+        yield _sse(openai_error(gap.status_code, gap.detail, gap.code))
     yield b"data: [DONE]\n\n"
 
 
 @router.get("/models", responses=_FAILURES)
 async def list_openai_models(_user: CurrentUser, resources: ResourcesDep) -> ModelList:
     """The roles and the models behind them, as OpenAI model objects (OpenAI-compatible)."""
+    return ModelList(data=[_card(name) for name in _model_names(resources)])
+
+
+@router.get("/models/{model}", responses=_FAILURES)
+async def retrieve_openai_model(
+    model: Annotated[str, Path(max_length=256)], _user: CurrentUser, resources: ResourcesDep
+) -> ModelCard:
+    """One of the models ``/v1/models`` lists (OpenAI-compatible)."""
+    if model not in _model_names(resources):
+        raise NotFound(f"The model {model!r} does not exist.", code="model_not_found")
+    return _card(model)
+
+
+def _model_names(resources: Resources) -> list[str]:
     names: list[str] = list(CHAT_ROLES)
     for role in CHAT_ROLES:
         model = resources.roles.binding(role).backend.model
@@ -226,9 +245,11 @@ async def list_openai_models(_user: CurrentUser, resources: ResourcesDep) -> Mod
             names.append(model)
     if resources.rag is not None:
         names.extend(EMBEDDING_MODEL_NAMES)
-    return ModelList(
-        data=[ModelCard(id=name, created=_SERVING_SINCE, owned_by=OWNER) for name in names]
-    )
+    return names
+
+
+def _card(name: str) -> ModelCard:
+    return ModelCard(id=name, created=_SERVING_SINCE, owned_by=OWNER)
 
 
 @router.post("/embeddings", responses=_FAILURES)

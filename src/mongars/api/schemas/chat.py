@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, Field, StringConstraints
 
+from mongars.api.schemas.common import Text
 from mongars.core.chat.results import Citation, StoredMessage, TokenUsage, TurnResult
 from mongars.core.chat.service import TurnRequest
 from mongars.core.chat.speech import speech_turn
@@ -27,7 +28,7 @@ def _not_blank(value: str) -> str:
 class ChatRequest(BaseModel):
     # Kept exactly as typed (only checked for blankness); its size limit is a setting,
     # enforced by the service with a 413 naming the field.
-    message: Annotated[str, AfterValidator(_not_blank)] = Field(min_length=1)
+    message: Annotated[Text, AfterValidator(_not_blank)] = Field(min_length=1)
     conversation_id: uuid.UUID | None = Field(
         default=None,
         validation_alias=AliasChoices("conversation_id", "session_id"),

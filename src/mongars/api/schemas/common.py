@@ -15,6 +15,21 @@ Username = Annotated[
 NewPassword = Annotated[
     str, AfterValidator(check_password), Field(description="8 to 128 characters.")
 ]
+
+
+def unicode_text(value: str) -> str:
+    """Refuse a lone UTF-16 surrogate: valid in JSON ("\\ud800"), it is no character, and no
+    database, tokenizer or model backend can take it (it failed as a 500 deep in a turn)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain lone surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
+# Any text a turn stores or sends to a model.
+Text = Annotated[str, AfterValidator(unicode_text)]
+
 # Logins accept any string up to a sane size: an odd-looking username must get the same 401 as
 # an unknown one, not a 422 that tells them apart.
 LoginName = Annotated[str, StringConstraints(min_length=1, max_length=256)]

@@ -2,9 +2,10 @@
 
 Only what monGARS can honour is accepted with meaning; fields OpenAI clients commonly send and
 that change nothing here (``presence_penalty``, ``seed``, …) are ignored, so existing tools work.
-Fields that would change the answer in a way we cannot do (``n`` > 1, tools, images) are refused
-with a 400 naming them rather than silently dropped. Nothing in a body can choose a backend URL
-or key: backends come only from the settings and the admin's role choices.
+Fields that would change the answer in a way we cannot do (``n`` > 1, tools and functions, a
+JSON response format, logprobs, images) are refused with a 400 naming them rather than silently
+dropped; they are accepted only with the value that changes nothing. Nothing in a body can
+choose a backend URL or key: backends come only from the settings and the admin's role choices.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 
 from mongars.api.schemas.chat import RagCollection
+from mongars.api.schemas.common import Text
 from mongars.core.chat.results import Citation
 from mongars.core.llm import ChatMessage
 
@@ -22,14 +24,14 @@ MAX_STOP_SEQUENCES = 4
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class InputMessage(BaseModel):
     # "developer" is OpenAI's newer name for system instructions.
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = Field(default=None, max_length=256)
+    content: Text | list[TextPart] | None = None
+    name: Text | None = Field(default=None, max_length=256)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -70,7 +72,7 @@ class ChatCompletionRequest(BaseModel):
         le=1_000_000,
         validation_alias=AliasChoices("max_tokens", "max_completion_tokens"),
     )
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     n: Literal[1] = Field(default=1, description="Only one choice per request is supported.")
     user: str | None = Field(
         default=None,
@@ -85,6 +87,24 @@ class ChatCompletionRequest(BaseModel):
     tools: list[object] | None = Field(
         default=None, max_length=0, description="Tool calling is not supported."
     )
+    functions: list[object] | None = Field(
+        default=None, max_length=0, description="Function calling is not supported."
+    )
+    tool_choice: Literal["none", "auto"] | None = Field(
+        default=None, description="Only `none` or `auto`: no tools can be called."
+    )
+    function_call: Literal["none", "auto"] | None = Field(
+        default=None, description="Only `none` or `auto`: no functions can be called."
+    )
+    response_format: dict[str, object] | None = Field(
+        default=None, description='Only `{"type": "text"}`: JSON modes are not supported.'
+    )
+    logprobs: Literal[False] | None = Field(
+        default=None, description="Token log-probabilities are not returned."
+    )
+    top_logprobs: Literal[0] | None = Field(
+        default=None, description="Token log-probabilities are not returned."
+    )
     # monGARS extensions (OpenAI clients send them with extra_body).
     use_rag: bool = Field(
         default=False,
@@ -96,6 +116,13 @@ class ChatCompletionRequest(BaseModel):
         max_length=20,
         description="monGARS: ground the answer in these collections only (implies `use_rag`).",
     )
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_format_only(cls, value: dict[str, object] | None) -> dict[str, object] | None:
+        if value is not None and value.get("type") != "text":
+            raise ValueError(f"response format {value.get('type')!r} is not supported; only text")
+        return value
 
     def stop_sequences(self) -> list[str]:
         if self.stop is None:
@@ -154,7 +181,7 @@ class ModelList(BaseModel):
 
 class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1, max_length=256)
-    input: str | Annotated[list[str], Field(min_length=1, max_length=256)]
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=256)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = Field(default=None, max_length=256)
