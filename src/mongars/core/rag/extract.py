@@ -5,10 +5,11 @@ from __future__ import annotations
 import html.parser
 import io
 import logging
+import re
 from pathlib import PurePosixPath
 from typing import ClassVar
 
-from mongars.core.rag.errors import DocumentRejected, UnsupportedDocumentType
+from mongars.core.rag.errors import DocumentRejected, DocumentTooLarge, UnsupportedDocumentType
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,13 @@ MIME_BY_SUFFIX = {
     ".htm": "text/html",
 }
 SUPPORTED = ", ".join(sorted(MIME_BY_SUFFIX))
+# A PDF's compressed streams expand: a crafted file of a few kilobytes can read as gigabytes of
+# text (a 75 MB stream, the same page listed thousands of times). So its text is held to what a
+# plain-text upload may be (``max_chars``), its page count to this, and a page whose drawing
+# instructions alone are far beyond that is not even read.
+MAX_PDF_PAGES = 10_000
+CONTENT_BYTES_PER_TEXT_CHAR = 4
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def mime_for(filename: str) -> str:
@@ -34,18 +42,20 @@ def mime_for(filename: str) -> str:
     return mime
 
 
-def extract_text(filename: str, data: bytes) -> tuple[str, str]:
-    """``(mime, text)`` of an uploaded file."""
+def extract_text(filename: str, data: bytes, max_chars: int) -> tuple[str, str]:
+    """``(mime, text)`` of an uploaded file; a PDF whose text passes ``max_chars`` is refused."""
     mime = mime_for(filename)
     if not data:
         raise DocumentRejected(f"{filename!r} is empty.", code="document_empty")
     if mime == "application/pdf":
-        text = _pdf_text(filename, data)
+        text = _pdf_text(filename, data, max_chars)
     else:
         text = _decode(filename, data)
         if mime == "text/html":
             text = _html_text(text)
-    text = text.replace("\x00", "")
+    # NUL and lone surrogates (a PDF font's raw codes can decode to them): no database takes
+    # them, no tokenizer either.
+    text = _LONE_SURROGATE.sub("\ufffd", text.replace("\x00", ""))
     if not text.strip():
         raise DocumentRejected(f"{filename!r} contains no text.", code="document_empty")
     return mime, text
@@ -65,21 +75,44 @@ def _decode(filename: str, data: bytes) -> str:
         ) from None
 
 
-def _pdf_text(filename: str, data: bytes) -> str:
+def _pdf_text(filename: str, data: bytes, max_chars: int) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     if not data.startswith(b"%PDF-"):
         raise DocumentRejected(f"{filename!r} is not a PDF file.", code="document_corrupt")
+    budget = max_chars
+    too_large = DocumentTooLarge(f"{filename!r} holds more than {max_chars} characters of text.")
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise DocumentRejected(f"{filename!r} is an encrypted PDF.", code="document_encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except DocumentRejected:
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise DocumentTooLarge(f"{filename!r} has more than {MAX_PDF_PAGES} pages.")
+        pages: list[str] = []
+        seen: set[object] = set()
+        for page in reader.pages:
+            reference = page.indirect_reference
+            key = (reference.idnum, reference.generation) if reference else id(page)
+            if key in seen:  # the same page object listed again: its text once
+                continue
+            seen.add(key)
+            contents = page.get_contents()
+            # Checked before extracting: extraction is the slow part (seconds per 10 MB).
+            if (
+                contents is not None
+                and len(contents.get_data()) > CONTENT_BYTES_PER_TEXT_CHAR * max_chars
+            ):
+                raise too_large
+            pages.append(page.extract_text() or "")
+            budget -= len(pages[-1])
+            if budget < 0:
+                raise too_large
+    except (DocumentRejected, DocumentTooLarge):
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        logger.info("unreadable PDF %r: %s", filename, exc)
+    # Untrusted input: whatever the parser raises on it (NotImplementedError for an unknown
+    # filter, AttributeError for a broken xref seen in fuzzing) means the file is unreadable.
+    except Exception as exc:
+        logger.info("unreadable PDF %r: %s: %s", filename, type(exc).__name__, exc)
         raise DocumentRejected(
             f"{filename!r} is a corrupt or unreadable PDF.", code="document_corrupt"
         ) from None

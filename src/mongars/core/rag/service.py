@@ -118,7 +118,10 @@ class RagService:
             raise PermissionDenied(
                 "Only administrators can publish shared documents.", code="admin_required"
             )
-        mime, content = await anyio.to_thread.run_sync(extract_text, filename, data)
+        # Text is held to the upload's own cap: a PDF may not expand beyond a text file.
+        mime, content = await anyio.to_thread.run_sync(
+            extract_text, filename, data, self.settings.max_upload_bytes
+        )
         digest = hashlib.sha256(data).hexdigest()
         repo = DocumentRepository(db)
         same = await repo.find_owned_by_hash(user.id, collection, digest)
