@@ -83,6 +83,33 @@ class TestIngest:
         assert all("Sourdough" not in hit["text"] for hit in hits)
         assert (await counts(resources))[0] == 1
 
+    async def test_a_file_changed_to_another_files_content_is_still_replaced(
+        self, client: httpx.AsyncClient, accounts: Accounts
+    ) -> None:
+        """Its path is what identifies it: the same bytes stored under another name once
+        made the upload a no-op, and the path went on serving its old text."""
+        ada = await accounts.create()
+        await upload(client, ada, "a.txt", BREAD)
+        await upload(client, ada, "b.txt", VOLCANO)
+        again = await upload(client, ada, "b.txt", BREAD)
+        assert again.status_code == 201
+        assert again.json()["replaced"] is True
+        hits = (await search(client, ada, "volcano lava")).json()["results"]
+        assert hits
+        assert [hit for hit in hits if "olcano" in hit["text"]] == []
+
+    async def test_the_same_file_again_can_change_its_sharing(
+        self, client: httpx.AsyncClient, accounts: Accounts
+    ) -> None:
+        root = await accounts.create("root", admin=True)
+        private = await upload(client, root, "handbook.txt", BREAD)
+        assert private.json()["document"]["shared"] is False
+        shared = await upload(client, root, "handbook.txt", BREAD, shared=True)
+        assert shared.json()["deduplicated"] is True
+        assert shared.json()["document"]["shared"] is True
+        listed = (await client.get(DOCUMENTS, headers=root.headers)).json()
+        assert [d["shared"] for d in listed] == [True]
+
     async def test_delete_removes_the_document_and_its_chunks(
         self, client: httpx.AsyncClient, accounts: Accounts, resources: Resources
     ) -> None:

@@ -124,7 +124,20 @@ class RagService:
         )
         digest = hashlib.sha256(data).hexdigest()
         repo = DocumentRepository(db)
-        same = await repo.find_owned_by_hash(user.id, collection, digest)
+        at_path = await repo.find_owned_by_path(user.id, collection, filename)
+        if at_path is not None and at_path.content_hash == digest:
+            # The same file again: nothing to read, but its sharing may be what changed.
+            if at_path.shared != shared:
+                at_path.shared = shared
+                at_path.updated_at = utcnow()
+            return IngestResult(at_path, deduplicated=True, replaced=False)
+        # Other bytes at this path replace its document; the same bytes under another name are
+        # that document (unless this path holds one of its own, which they replace).
+        same = (
+            None
+            if at_path is not None
+            else await repo.find_owned_by_hash(user.id, collection, digest)
+        )
         if same is not None:
             return IngestResult(same, deduplicated=True, replaced=False)
         chunks = await anyio.to_thread.run_sync(self._chunk, content)
