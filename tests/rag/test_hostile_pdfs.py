@@ -5,6 +5,7 @@ object by object, so each test says exactly what it sends."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,26 +13,12 @@ import pytest
 from mongars.core.rag.errors import DocumentTooLarge
 from mongars.core.rag.extract import extract_text
 from tests.conftest import Accounts, RunningApp
-from tests.rag.helpers import upload
+from tests.rag.helpers import pdf_of, upload
 
 CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
 HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 ONE_PAGE = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
 LIMIT = 100_000  # characters of text, for the extractor's own tests
-
-
-def pdf(*objects: bytes) -> bytes:
-    """A PDF of ``objects`` (numbered from 1), with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
-    return bytes(out + f"startxref\n{xref}\n%%EOF\n".encode())
 
 
 def stream(data: bytes, *, flate: bool = False, filter_: bytes | None = None) -> bytes:
@@ -53,11 +40,11 @@ def text_operators(text: bytes) -> bytes:
 
 
 def unknown_filter() -> bytes:
-    return pdf(CATALOG, ONE_PAGE, page(), stream(b"abcde", filter_=b"/FooDecode"), HELVETICA)
+    return pdf_of(CATALOG, ONE_PAGE, page(), stream(b"abcde", filter_=b"/FooDecode"), HELVETICA)
 
 
 def broken_cross_reference() -> bytes:
-    good = pdf(CATALOG, ONE_PAGE, page(), stream(text_operators(b"Hello there")), HELVETICA)
+    good = pdf_of(CATALOG, ONE_PAGE, page(), stream(text_operators(b"Hello there")), HELVETICA)
     head, _, _ = good.partition(b"xref\n")
     return head + b"xref\n0 6\n0000000000 65535 f \n000000\ntrailer\n<< /Size 6 /Root 1 0 R >>\n"
 
@@ -68,7 +55,7 @@ def lone_surrogate() -> bytes:
     content = b"BT /F1 12 Tf 72 720 Td <" + raw.hex().encode() + b"> Tj ET"
     type0 = b"<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H"
     cid = b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /X /CIDSystemInfo"
-    return pdf(
+    return pdf_of(
         CATALOG,
         ONE_PAGE,
         page(),
@@ -84,36 +71,39 @@ def expanding(page_listings: int, words: int) -> bytes:
     kids = b" ".join([b"3 0 R"] * page_listings)
     pages = b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % page_listings
     content = stream(text_operators(b"lorem ipsum dolor sit amet " * words), flate=True)
-    return pdf(CATALOG, pages, page(), content, HELVETICA)
+    return pdf_of(CATALOG, pages, page(), content, HELVETICA)
+
+
+@pytest.fixture
+async def server_like(running_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that gets a 500 response for an unhandled exception, as from a real server."""
+    transport = httpx.ASGITransport(app=running_app.asgi, raise_app_exceptions=False)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 class TestMalformedPdfs:
     async def test_are_refused_as_corrupt_not_a_500(
-        self, accounts: Accounts, running_app: RunningApp
+        self, accounts: Accounts, server_like: httpx.AsyncClient
     ) -> None:
         ada = await accounts.create()
-        # As a real server answers: an unhandled exception would be a 500 response.
-        transport = httpx.ASGITransport(app=running_app.asgi, raise_app_exceptions=False)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            refusals = {
-                name: (await upload(http, ada, name, data)).json().get("code")
-                for name, data in (
-                    ("unknown-filter.pdf", unknown_filter()),
-                    ("broken-xref.pdf", broken_cross_reference()),
-                )
-            }
+        refusals = {
+            name: (await upload(server_like, ada, name, data)).json().get("code")
+            for name, data in (
+                ("unknown-filter.pdf", unknown_filter()),
+                ("broken-xref.pdf", broken_cross_reference()),
+            )
+        }
         assert refusals == {
             "unknown-filter.pdf": "document_corrupt",
             "broken-xref.pdf": "document_corrupt",
         }
 
     async def test_a_lone_surrogate_in_the_text_is_replaced_and_the_rest_stored(
-        self, accounts: Accounts, running_app: RunningApp
+        self, accounts: Accounts, server_like: httpx.AsyncClient
     ) -> None:
         ada = await accounts.create()
-        transport = httpx.ASGITransport(app=running_app.asgi, raise_app_exceptions=False)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            response = await upload(http, ada, "report.pdf", lone_surrogate())
+        response = await upload(server_like, ada, "report.pdf", lone_surrogate())
         assert response.status_code == 201, response.text
         _, text = extract_text("report.pdf", lone_surrogate(), LIMIT)
         assert text.startswith("Lighthouse maintenance report")
