@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mongars.api.error_bodies import envelope, is_openai_path, openai_error
 from mongars.api.middleware import REQUEST_ID_HEADER
 from mongars.api.request_context import request_id_var
+from mongars.api.schemas.common import is_unicode_text
 from mongars.core.errors import DatabaseUnavailable, MongarsError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -165,11 +166,8 @@ def _may_echo(error: Mapping[str, Any]) -> bool:
     value = error.get("input")
     if isinstance(value, dict | list):
         return False
-    if isinstance(value, str) and not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:  # a lone surrogate: no response could carry it back
-            return False
+    if isinstance(value, str) and not is_unicode_text(value):
+        return False  # a lone surrogate: no response could carry it back
     return not any(_SECRET_NAME.search(str(part)) for part in error.get("loc", ()))
 
 

@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mongars.api.middleware import RAW_WEBSOCKET_SEND
@@ -130,10 +131,10 @@ class WsSession:
 
     # -- the credential ------------------------------------------------------------------------
 
-    async def _still_allowed(self) -> User:
-        """The socket's user, re-read; ``CredentialsRevoked`` when its login or key is gone."""
-        async with self.resources.sessions() as db:
-            principal = await self.resources.authenticator.recheck(db, self.grant)
+    async def _still_allowed(self, db: AsyncSession) -> User:
+        """The socket's user, re-read in ``db``; ``CredentialsRevoked`` when its login or key
+        is gone."""
+        principal = await self.resources.authenticator.recheck(db, self.grant)
         self.user = principal.user
         return principal.user
 
@@ -148,7 +149,8 @@ class WsSession:
 
     async def _recheck_idle(self) -> None:
         try:
-            await self._still_allowed()
+            async with self.resources.sessions() as db:
+                await self._still_allowed(db)
         except CredentialsRevoked:
             self._stop(REVOKED_CLOSE, CredentialsRevoked.code)
             return
@@ -267,12 +269,11 @@ class WsSession:
 
     async def _chat_send(self, client: ClientFrame) -> None:
         body = ChatRequest.model_validate(client.data)
-        user = await self._still_allowed()
-        # The same chat budget as HTTP, SSE and the OpenAI-compatible route; ``prepare``
-        # checks the daily quota, as for them.
-        await self.resources.limiter.enforce("chat", str(user.id))
         async with self.resources.sessions() as db:
-            # Stored and committed: the turn is acknowledged.
+            # As for HTTP: authenticated, then the chat budget shared with every route, then
+            # ``prepare`` checks the daily quota and stores the turn (acknowledged).
+            user = await self._still_allowed(db)
+            await self.resources.limiter.enforce("chat", str(user.id))
             turn = await self.resources.chat.prepare(db, user, body.turn_request())
         stream = self.resources.chat.launch(turn)
         self._send(
@@ -289,22 +290,23 @@ class WsSession:
 
     async def _chat_cancel(self, client: ClientFrame) -> None:
         target = CancelData.model_validate(client.data)
-        user = await self._still_allowed()
-        conversation_id = target.conversation_id
-        if conversation_id is None:
-            assert target.stream_id is not None
-            conversation_id = (
-                await self.resources.streams.get(target.stream_id, user.id)
-            ).conversation_id
-        if conversation_id is None:
-            raise NotFound("No such stream.", code="stream_not_found")
         async with self.resources.sessions() as db:
+            user = await self._still_allowed(db)
+            conversation_id = target.conversation_id
+            if conversation_id is None:
+                assert target.stream_id is not None
+                conversation_id = (
+                    await self.resources.streams.get(target.stream_id, user.id)
+                ).conversation_id
+            if conversation_id is None:
+                raise NotFound("No such stream.", code="stream_not_found")
             stopped = await self.resources.chat.cancel(db, user, conversation_id)
         self._send("ack", {"ref": client.id, "cancelled": stopped})
 
     async def _resume(self, client: ClientFrame) -> None:
         target = ResumeData.model_validate(client.data)
-        user = await self._still_allowed()
+        async with self.resources.sessions() as db:
+            user = await self._still_allowed(db)
         stream = await self.resources.streams.get(target.stream_id, user.id)
         await stream.ensure_resumable(target.after_seq)
         self.resources.metrics.stream_resumes.labels("ws").inc()

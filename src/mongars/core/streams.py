@@ -115,6 +115,11 @@ class Stream:
         self._events.append(event)
         self._wake()
 
+    def fail(self, error: MongarsError, **extra: Any) -> None:
+        """Set ``error`` as the outcome and publish it as the ``error`` event (with ``extra``)."""
+        self.outcome = error
+        self.publish("error", {"code": error.code, "detail": error.detail, **extra})
+
     def finish(self) -> None:
         if not self.finished:
             self.finished_at = time.monotonic()
@@ -244,9 +249,9 @@ class StreamHub:
         except Exception:
             logger.exception("generation %s failed", stream.id)
             if not stream.finished:
-                failed = MongarsError("The answer could not be completed.", code="internal_error")
-                stream.outcome = failed
-                stream.publish("error", {"code": failed.code, "detail": failed.detail})
+                stream.fail(
+                    MongarsError("The answer could not be completed.", code="internal_error")
+                )
         finally:
             stream.finish()
             self._running.pop(stream.id, None)

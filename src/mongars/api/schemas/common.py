@@ -17,13 +17,20 @@ NewPassword = Annotated[
 ]
 
 
-def unicode_text(value: str) -> str:
-    """Refuse a lone UTF-16 surrogate: valid in JSON ("\\ud800"), it is no character, and no
-    database, tokenizer or model backend can take it (it failed as a 500 deep in a turn)."""
+def is_unicode_text(value: str) -> bool:
+    """False for a lone UTF-16 surrogate: valid in JSON ("\\ud800"), it is no character, and
+    no database, tokenizer, model backend or response body can take it."""
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise ValueError("text must not contain lone surrogates (\\ud800-\\udfff)") from None
+        return False
+    return True
+
+
+def unicode_text(value: str) -> str:
+    # It used to fail as a 500 deep in a turn.
+    if not is_unicode_text(value):
+        raise ValueError("text must not contain lone surrogates (\\ud800-\\udfff)")
     return value
 
 

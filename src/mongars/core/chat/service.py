@@ -484,16 +484,14 @@ class ChatService:
     ) -> None:
         """End the stream with ``done`` (the result) or ``error``, and set its outcome."""
         if isinstance(stored, MongarsError):  # the answer could not be written
-            stream.outcome = stored
-            stream.publish("error", {"code": stored.code, "detail": stored.detail})
+            stream.fail(stored)
             return
         failure = outcome.failure
         if failure is not None:
-            data: dict[str, Any] = {"code": failure.code, "detail": failure.detail}
-            if stored is not None:
-                data["message"] = stored.model_dump(mode="json")
-            stream.outcome = failure
-            stream.publish("error", data)
+            if stored is None:
+                stream.fail(failure)
+            else:
+                stream.fail(failure, message=stored.model_dump(mode="json"))
             return
         result: TurnResult | UnstoredAnswer
         if stored is None:

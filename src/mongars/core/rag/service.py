@@ -131,15 +131,12 @@ class RagService:
                 at_path.shared = shared
                 at_path.updated_at = utcnow()
             return IngestResult(at_path, deduplicated=True, replaced=False)
-        # Other bytes at this path replace its document; the same bytes under another name are
-        # that document (unless this path holds one of its own, which they replace).
-        same = (
-            None
-            if at_path is not None
-            else await repo.find_owned_by_hash(user.id, collection, digest)
-        )
-        if same is not None:
-            return IngestResult(same, deduplicated=True, replaced=False)
+        if at_path is None:
+            # A new path: bytes stored under another name are that document. (Other bytes at
+            # a path already stored replace its document, whatever else holds them.)
+            same = await repo.find_owned_by_hash(user.id, collection, digest)
+            if same is not None:
+                return IngestResult(same, deduplicated=True, replaced=False)
         chunks = await anyio.to_thread.run_sync(self._chunk, content)
         return PreparedIngest(
             filename=filename,

@@ -3,18 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mongars.db.sqlite_driver import inline
 from mongars.db.tables import ApiKey, User
 
-# Runs on every request made with an API key: built once, so its cache key is computed once.
-_FIND_WITH_OWNER = inline(
-    select(ApiKey, User)
-    .join(User, ApiKey.user_id == User.id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
-)
+# Run on every request made with an API key, and on each WebSocket action opened with one:
+# built once, so their cache keys are computed once.
+_WITH_OWNER = select(ApiKey, User).join(User, ApiKey.user_id == User.id)
+_FIND_WITH_OWNER = inline(_WITH_OWNER.where(ApiKey.key_hash == bindparam("key_hash")))
+_GET_WITH_OWNER = inline(_WITH_OWNER.where(ApiKey.id == bindparam("key_id")))
 
 
 class ApiKeyRepository:
@@ -33,17 +32,15 @@ class ApiKeyRepository:
         return list(result.scalars())
 
     async def get_with_owner(self, key_id: uuid.UUID) -> tuple[ApiKey, User] | None:
-        result = await self.session.execute(
-            inline(select(ApiKey, User).join(User, ApiKey.user_id == User.id)).where(
-                ApiKey.id == key_id
-            )
-        )
-        row = result.first()
-        return None if row is None else (row[0], row[1])
+        return await self._with_owner(_GET_WITH_OWNER, {"key_id": key_id})
 
     async def find_with_owner(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        result = await self.session.execute(_FIND_WITH_OWNER, {"key_hash": key_hash})
-        row = result.first()
+        return await self._with_owner(_FIND_WITH_OWNER, {"key_hash": key_hash})
+
+    async def _with_owner(
+        self, query: Select[ApiKey, User], values: dict[str, object]
+    ) -> tuple[ApiKey, User] | None:
+        row = (await self.session.execute(query, values)).first()
         return None if row is None else (row[0], row[1])
 
     async def delete_owned(self, key_id: uuid.UUID, user_id: uuid.UUID) -> bool:
